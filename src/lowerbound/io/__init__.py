@@ -1,0 +1,1 @@
+"""io room (design.md)."""

@@ -1,0 +1,70 @@
+"""Families by name (style.md habit 5: extend by registration, not by an if-chain).
+
+A family module registers itself on import with `@register(name, ConfigClass)` on a builder
+`build(config, levels, shape) -> GenerativeModel`.  `get(name)` imports the module lazily from
+`_MODULES`, so `lowerbound train NAME` never pays for families it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .._config import from_dict
+from ..errors import UserError
+from .base import GenerativeModel
+
+# family name -> module that registers it (imported on first use)
+_MODULES: dict[str, str] = {
+    "uniform": "lowerbound.models.baselines",
+    "categorical": "lowerbound.models.baselines",
+    "categorical-mixture": "lowerbound.models.baselines",
+    "gaussian": "lowerbound.models.baselines",
+    "gaussian-mixture": "lowerbound.models.baselines",
+    "independent": "lowerbound.models.independent",
+    "diffusion": "lowerbound.models.diffusion",
+    "vdm": "lowerbound.models.diffusion",
+    "vae": "lowerbound.models.vae",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config_cls: type
+    build: Callable[[Any, int | None, tuple[int, ...]], GenerativeModel]
+    summary: str = ""
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, config_cls: type, summary: str = ""):
+    """Decorator: register `build(config, levels, shape)` as family `name` configured by config_cls."""
+
+    def deco(build):
+        _FAMILIES[name] = Family(name, config_cls, build, summary)
+        return build
+
+    return deco
+
+
+def names() -> list[str]:
+    """Every family name that can be asked for."""
+    return sorted(set(_MODULES) | set(_FAMILIES))
+
+
+def get(name: str) -> Family:
+    if name not in _FAMILIES and name in _MODULES:
+        importlib.import_module(_MODULES[name])
+    if name not in _FAMILIES:
+        raise UserError(f"Unknown model family {name!r}; choose one of: {', '.join(names())}.")
+    return _FAMILIES[name]
+
+
+def build(name: str, options: dict[str, Any] | None, levels: int | None, shape: tuple[int, ...]):
+    """Build family `name` from a plain dict of options (unknown keys refused by name)."""
+    family = get(name)
+    config = from_dict(family.config_cls, options or {}, where=name)
+    return family.build(config, levels, tuple(shape))

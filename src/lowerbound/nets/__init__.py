@@ -1,0 +1,1 @@
+"""nets room (design.md)."""

@@ -1,0 +1,1 @@
+"""sample room (design.md)."""
