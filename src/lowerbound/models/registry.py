@@ -23,8 +23,8 @@ _MODULES: dict[str, str] = {
     "gaussian": "lowerbound.models.baselines",
     "gaussian-mixture": "lowerbound.models.baselines",
     "independent": "lowerbound.models.independent",
-    "diffusion": "lowerbound.models.diffusion",
-    "vdm": "lowerbound.models.diffusion",
+    "diffusion": "lowerbound.models.diffusion.ddpm",
+    "vdm": "lowerbound.models.diffusion.vdm",
     "vae": "lowerbound.models.vae",
 }
 

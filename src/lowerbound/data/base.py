@@ -1,0 +1,108 @@
+"""`Dataset`: train and test tensors plus the layout every model is built for (design.md).
+
+Discrete data are integer levels 0..K-1 (long tensors, `levels = K`); continuous data are float
+tensors with `levels = None`.  Data sets whose true density is known carry it in `truth`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from torch import Tensor
+
+from ..errors import UserError
+
+
+class KnownDensity(Protocol):
+    """The true density of a synthetic data set: exact log p(x) and its entropy."""
+
+    def log_prob(self, x: Tensor) -> Tensor:  # [B, *shape] -> [B] nats
+        ...
+
+    def entropy(self) -> Any:  # an Estimate in nats (exact or Monte Carlo with its stderr)
+        ...
+
+
+@dataclass
+class Dataset:
+    """train/test: [N, *shape]; levels: K for discrete data, None for continuous."""
+
+    name: str
+    train: Tensor
+    test: Tensor
+    levels: int | None
+    shape: tuple[int, ...]
+    truth: KnownDensity | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # source, split rule, citation
+
+    def __post_init__(self) -> None:
+        for split, t in (("train", self.train), ("test", self.test)):
+            if tuple(t.shape[1:]) != tuple(self.shape):
+                raise UserError(f"The {split} split of {self.name} has shape {tuple(t.shape[1:])}, "
+                                f"expected {tuple(self.shape)}.")
+
+    @property
+    def dims(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def discrete(self) -> bool:
+        return self.levels is not None
+
+    def split(self, name: str) -> Tensor:
+        if name not in ("train", "test"):
+            raise UserError(f"Unknown split {name!r}; choose train or test.")
+        return self.train if name == "train" else self.test
+
+    def describe(self) -> str:
+        kind = f"{self.levels} levels" if self.levels else "continuous"
+        lines = [f"{self.name}: {len(self.train)} train, {len(self.test)} test, shape "
+                 f"{tuple(self.shape)} (D = {self.dims}), {kind}"]
+        lines += [f"  {k}: {v}" for k, v in self.info.items()]
+        if self.truth is not None:
+            lines.append(f"  true density known; entropy {self.truth.entropy()!r} nats")
+        return "\n".join(lines)
+
+
+# name (or prefix before ':') -> loader(arg_after_colon, **options) -> Dataset
+_LOADERS: dict[str, Callable[..., Dataset]] = {}
+_SUMMARIES: dict[str, str] = {}
+
+
+def register(name: str, summary: str = ""):
+    """Decorator registering a loader `fn(arg: str | None, **options) -> Dataset` under `name`."""
+
+    def deco(fn):
+        _LOADERS[name] = fn
+        _SUMMARIES[name] = summary
+        return fn
+
+    return deco
+
+
+def available() -> dict[str, str]:
+    """Registered data set names with one-line summaries."""
+    _import_builtin()
+    return dict(_SUMMARIES)
+
+
+def load(name: str, **options: Any) -> Dataset:
+    """Load a data set by name, e.g. "digits", "toy2d:8gaussians", "mixture:5", "mnist"."""
+    _import_builtin()
+    key, _, arg = name.partition(":")
+    if key not in _LOADERS:
+        raise UserError(f"Unknown data set {name!r}; choose one of: {', '.join(sorted(_LOADERS))}.")
+    return _LOADERS[key](arg or None, **options)
+
+
+def _import_builtin() -> None:
+    import importlib
+
+    for mod in ("digits", "toy", "files"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as e:  # a module not written yet
+            if e.name != f"{__package__}.{mod}":
+                raise
