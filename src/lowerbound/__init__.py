@@ -5,4 +5,14 @@ from .prob.bound import Bound
 from .prob.estimate import Estimate
 
 __version__ = "0.1.0"
-__all__ = ["Bound", "Estimate", "UserError", "__version__"]
+__all__ = ["Bound", "Estimate", "UserError", "__version__", "load"]
+
+
+def load(path, checkpoint="best", device=None):
+    """A ready model (eval mode) from a run directory or a model.safetensors export (issue 4).
+
+    checkpoint: "best" (the best-validation export, default) or "last" (the latest training state).
+    Imported lazily so `import lowerbound` stays light."""
+    from .train.load import load as _load
+
+    return _load(path, checkpoint, device)

@@ -22,49 +22,198 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- demo (issue 2)
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="small demonstrations of the probability tools")
+    demos = p.add_subparsers(dest="demo", required=True, parser_class=_Parser)
+    vi = demos.add_parser(
+        "vi", help="fit a diagonal Gaussian q to an exact posterior by maximizing the ELBO; plot the curves"
+    )
+    vi.add_argument("--steps", type=int, default=500, help="Adam steps (default 500)")
+    vi.add_argument("--seed", type=int, default=0, help="seed of the model, the data point and every draw")
+    vi.add_argument("--latent-dim", type=int, default=2, help="latent dimension d (default 2)")
+    vi.add_argument("--data-dim", type=int, default=5, help="data dimension D (default 5)")
+    vi.add_argument("--samples", type=int, default=8, help="Monte Carlo draws of q per step (default 8)")
+    vi.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    vi.add_argument("-o", "--output", default="vi_demo.png", help="PNG of the curves (default vi_demo.png)")
+    vi.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:
-    raise UserError("No demo is available yet.")
+    from .train.demo_vi import VIDemoConfig, run_vi_demo
+
+    cfg = VIDemoConfig(steps=args.steps, seed=args.seed, latent_dim=args.latent_dim, data_dim=args.data_dim,
+                       samples=args.samples, lr=args.lr)
+    run_vi_demo(cfg, args.output, progress=not args.no_progress)
+    return 0
 
 
 # ---------------------------------------------------------------- data (issue 3)
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="list data sets, or describe one")
+    p = sub.add_parser("data", help="list data sets, or describe one and draw its examples")
+    p.add_argument("name", nargs="?", help="data set, e.g. digits, toy2d:8gaussians, mnist, npy:x.npy")
+    p.add_argument("--png", help="write a grid of training examples (a scatter plot for 2-D sets)")
+    p.add_argument("--n", type=int, help="examples to draw (default 64 images or 2000 points)")
+    p.add_argument("--root", help="folder holding the data set's files (mnist, fashion-mnist, cifar10)")
+    p.add_argument("--download", action="store_true", help="fetch the official files if missing")
+    p.add_argument("--levels", type=int, help="number of levels of your own integer data (npy:, png:)")
+    p.add_argument("--binarize", choices=["threshold", "static", "dynamic"], help="binarize MNIST")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other loader option, e.g. n_train=5000 (repeatable)")
     p.set_defaults(run=_run_data)
 
 
 def _run_data(args) -> int:
-    raise UserError("The data command is not available yet.")
+    from . import data
+
+    if args.name is None:
+        names = data.available()
+        width = max(map(len, names))
+        for name, summary in sorted(names.items()):
+            print(f"{name:<{width}}  {summary}")
+        return 0
+    options = {k: v for k, v in (("root", args.root), ("levels", args.levels),
+                                 ("binarize", args.binarize)) if v is not None}
+    if args.download:
+        options["download"] = True
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option takes KEY=VALUE, got {item!r}.")
+        options[key] = _parse_value(value)
+    if args.n is not None and args.n < 1:
+        raise UserError(f"--n must be a positive number of examples, got {args.n}.")
+    ds = data.load(args.name, **options)
+    print(ds.describe())
+    if args.png:
+        _draw_examples(ds, args.png, args.n)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def _parse_value(text: str):
+    """A command-line option value as int, float, bool, None or the string itself."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _draw_examples(ds, path: str, n: int | None) -> None:
+    from .io.images import save_grid, save_scatter
+
+    if ds.levels is not None and len(ds.shape) == 3 and ds.shape[0] in (1, 3):
+        save_grid(path, ds.train[: n or 64], ds.levels)
+    elif ds.levels is None and tuple(ds.shape) == (2,):
+        save_scatter(path, ds.train[: n or 2000], title=f"{ds.name}: training points")
+    else:
+        raise UserError(f"Cannot draw {ds.name}: --png needs images [C, H, W] with C = 1 or 3, "
+                        f"or 2-D points, and its examples have shape {tuple(ds.shape)}.")
 
 
 # ---------------------------------------------------------------- train / eval / sample (issue 4)
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or fit) a model family on a data set")
+    p.add_argument("family", nargs="?", help="model family, e.g. independent, vae, diffusion")
+    p.add_argument("--data", help="data set name (default digits)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
+    p.add_argument("--minutes", type=float, help="training time budget in minutes")
+    p.add_argument("--batch-size", type=int, help="global batch size (default 128)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, help="seed of the split, data order and all randomness")
+    p.add_argument("--run-dir", help="run directory (default runs/FAMILY-DATA-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--eval-every", type=int, help="steps between validation bounds (default 100)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    p.add_argument("--keep", type=int, help="step checkpoints kept (default 3)")
+    p.add_argument("--patience", type=int, help="evaluations without improvement before stopping")
+    p.add_argument("--config", help="YAML file of options (top-level loop keys, model: section)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any option, e.g. --set lr=3e-4 --set model.hidden=256")
+    p.add_argument("--json", action="store_true", help="print only the final result as JSON")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args) -> int:
-    raise UserError("The train command is not available yet.")
+    import json
+
+    from .train import run as run_module
+    from .train.config import read_yaml
+    from .train.guards import TrainingDiverged
+    from .train.inspect import text_table
+
+    flags = {"data": args.data, "steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size,
+             "lr": args.lr, "seed": args.seed, "device": args.device, "precision": args.precision,
+             "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every, "keep": args.keep,
+             "patience": args.patience}
+    if args.minutes is not None and args.steps is None and not args.resume:
+        flags["steps"] = 10**9  # the time budget decides
+    layers = [read_yaml(args.config)] if args.config else []
+    cfg, run_dir = run_module.configure(args.family, layers + [flags], args.set, args.run_dir, args.resume)
+    try:
+        result = run_module.train(cfg, run_dir, resume=args.resume)
+    except TrainingDiverged as e:
+        print(f"lowerbound: error: {e}", file=sys.stderr)
+        return 1
+    except run_module.Stopped as e:
+        print(f"lowerbound: {e}", file=sys.stderr)
+        return e.code
+    if result:  # rank 0 of a distributed run, or the only process
+        print(json.dumps(result) if args.json else text_table(result))
+    return 0
 
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run's bound on a split")
+    p.add_argument("run_dir", help="a run directory written by lowerbound train")
+    p.add_argument("--split", default="test", choices=["test", "valid", "train"])
+    p.add_argument("--estimator", help="bound estimator (the model's default if omitted)")
+    p.add_argument("--samples", type=int, help="samples of a stochastic estimator (e.g. IWAE k)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--json", action="store_true", help="print only the result as JSON")
     p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args) -> int:
-    raise UserError("The eval command is not available yet.")
+    import json
+
+    from .train.inspect import evaluate_run, text_table
+
+    result = evaluate_run(args.run_dir, args.split, estimator=args.estimator, samples=args.samples,
+                          checkpoint=args.checkpoint, batch_size=args.batch_size, seed=args.seed,
+                          device=args.device)
+    print(json.dumps(result) if args.json else text_table(result))
+    return 0
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="draw samples from a run and write a PNG grid")
+    p.add_argument("run_dir", help="a run directory written by lowerbound train")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="PNG path (default RUN_DIR/samples/sample-seedS-nN.png)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.set_defaults(run=_run_sample)
 
 
 def _run_sample(args) -> int:
-    raise UserError("The sample command is not available yet.")
+    from .train.inspect import sample_run
+
+    path = sample_run(args.run_dir, args.n, seed=args.seed, out=args.output, checkpoint=args.checkpoint,
+                      device=args.device)
+    print(path)
+    return 0
 
 
 # ---------------------------------------------------------------- entry point

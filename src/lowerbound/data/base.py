@@ -36,6 +36,9 @@ class Dataset:
     shape: tuple[int, ...]
     truth: KnownDensity | None = None
     info: dict[str, Any] = field(default_factory=dict)  # source, split rule, citation
+    # epoch -> a fresh train split, for data redrawn every epoch (dynamically binarized MNIST);
+    # None when the train split is fixed.  `train` is then the draw for epoch 0.
+    resample: Callable[[int], Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for split, t in (("train", self.train), ("test", self.test)):
@@ -55,6 +58,10 @@ class Dataset:
         if name not in ("train", "test"):
             raise UserError(f"Unknown split {name!r}; choose train or test.")
         return self.train if name == "train" else self.test
+
+    def train_for_epoch(self, epoch: int) -> Tensor:
+        """The train split to use in `epoch`: redrawn per epoch when the data set says so."""
+        return self.train if self.resample is None else self.resample(epoch)
 
     def describe(self) -> str:
         kind = f"{self.levels} levels" if self.levels else "continuous"
@@ -100,7 +107,7 @@ def load(name: str, **options: Any) -> Dataset:
 def _import_builtin() -> None:
     import importlib
 
-    for mod in ("digits", "toy", "files"):
+    for mod in ("digits", "toy", "mixture", "files", "user"):
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as e:  # a module not written yet

@@ -1,1 +1,5 @@
-"""eval room (design.md)."""
+"""eval room (design.md): the likelihood of a split with its uncertainty, sample metrics, comparisons."""
+
+from .likelihood import LikelihoodResult, likelihood
+
+__all__ = ["LikelihoodResult", "likelihood"]

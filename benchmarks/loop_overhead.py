@@ -1,0 +1,103 @@
+"""speed: what the training loop adds to a model's own cost (issue 4's "Speed" item).
+
+Steps per second of `lowerbound.train.loop.Trainer` (batch selection from (seed, step), seeded
+randomness, loss terms, grad-norm clipping, the finite check, AdamW, EMA, metric accumulation,
+the progress bar) against a bare loop on the same model, data and batch size: random batch,
+model.loss(x).mean(), backward, AdamW step.  Blocks of both are interleaved and the median
+block time is compared, so a shared machine's noise hits both alike.
+
+    python benchmarks/loop_overhead.py [--families independent vae] [--batch-size 128] [--steps 200]
+        [--repeats 7] [--threads 1] [--out benchmarks/results/loop_overhead.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lowerbound.data import load
+from lowerbound.models import registry
+from lowerbound.train import runtime
+from lowerbound.train.config import TrainConfig
+from lowerbound.train.loop import Trainer
+
+
+def bare_block(model, opt, x, batch_size: int, steps: int, g: torch.Generator) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(len(x), (batch_size,), generator=g)
+        loss = model.loss(x[idx], generator=g).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def loop_block(trainer: Trainer, steps: int) -> float:
+    trainer.cfg = dataclasses.replace(trainer.cfg, steps=trainer.state.step + steps)
+    t0 = time.perf_counter()
+    trainer.run()
+    return time.perf_counter() - t0
+
+
+def measure(family: str, batch_size: int, steps: int, repeats: int, progress: bool) -> dict:
+    data = load("digits")
+    torch.manual_seed(0)
+    bare = registry.build(family, {}, data.levels, data.shape)
+    opt = torch.optim.AdamW(bare.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    model = registry.build(family, {}, data.levels, data.shape)
+    cfg = TrainConfig(family=family, steps=1, batch_size=batch_size, eval_every=10**9,
+                      checkpoint_every=10**9, patience=0)
+    trainer = Trainer(cfg, runtime.setup("cpu"), model, data.train, None, None, progress=progress)
+    g = torch.Generator().manual_seed(0)
+    bare_block(bare, opt, data.train, batch_size, steps // 4, g)  # warm-up both
+    loop_block(trainer, steps // 4)
+    t_bare, t_loop = [], []
+    for _ in range(repeats):
+        t_bare.append(bare_block(bare, opt, data.train, batch_size, steps, g))
+        t_loop.append(loop_block(trainer, steps))
+    mb, ml = statistics.median(t_bare), statistics.median(t_loop)
+    params = sum(p.numel() for p in model.parameters())
+    return {"family": family, "parameters": params, "batch_size": batch_size, "steps_per_block": steps,
+            "repeats": repeats, "bare_steps_per_s": steps / mb, "loop_steps_per_s": steps / ml,
+            "overhead": ml / mb - 1.0, "ratios": [lo / b for lo, b in zip(t_loop, t_bare)]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--families", nargs="+", default=["independent", "vae"])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--progress", action="store_true", help="show the loop's progress bar (stderr)")
+    p.add_argument("--out", default="benchmarks/results/loop_overhead.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    runtime.flush_denormals(torch.device("cpu"))
+    rows = [measure(f, args.batch_size, args.steps, args.repeats, args.progress) for f in args.families]
+    print(f"loop overhead on digits, CPU, {args.threads} thread(s), batch {args.batch_size}, "
+          f"median of {args.repeats} interleaved blocks of {args.steps} steps")
+    print(f"{'family':<12} {'params':>8} {'bare steps/s':>13} {'loop steps/s':>13} {'overhead':>9}  "
+          f"{'block ratios (min..max)':>24}")
+    for r in rows:
+        print(f"{r['family']:<12} {r['parameters']:>8} {r['bare_steps_per_s']:>13.1f} "
+              f"{r['loop_steps_per_s']:>13.1f} {100 * r['overhead']:>8.1f}%  "
+              f"{min(r['ratios']):>11.3f}..{max(r['ratios']):.3f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

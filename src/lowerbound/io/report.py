@@ -1,0 +1,85 @@
+"""report.md: the end of a run in one page (design.md's run directory).
+
+The bound on each split side by side (so overfitting is visible), its terms, the estimator of
+every number, the stopping record, diagnostics a model offers, and the pictures written beside it
+(loss curves, last sample grid, reconstructions).  Takes plain values only; the train room
+assembles them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+
+
+def _num(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _value(v: Any) -> Any:
+    return v.get("value") if isinstance(v, dict) else v
+
+
+def bound_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: one per split with value, stderr, 95% interval, estimator, then each term.
+    A result is a dict like eval's LikelihoodResult.to_dict(): bits_per_dim (or nats), stderr,
+    interval, estimator, exact, terms (name -> value or {value, stderr})."""
+    if not results:
+        return ["No split was scored."]
+    first = next(iter(results.values()))
+    key = "bits_per_dim" if "bits_per_dim" in first else "nats"
+    terms = list(first.get("terms", {}))
+    head = ["split", "bits/dim" if key == "bits_per_dim" else "nats", "stderr", "95% interval",
+            "estimator", *terms]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for split, r in results.items():
+        lo, hi = r.get("interval", [None, None])
+        cells = [split, _num(r.get(key)), _num(r.get("stderr")), f"[{_num(lo)}, {_num(hi)}]",
+                 str(r.get("estimator", "?")) + (" (exact)" if r.get("exact") else " (bound)")]
+        cells += [_num(_value(r.get("terms", {}).get(t))) for t in terms]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(info: dict[str, Any]) -> str:
+    """info: title, facts (name -> value), results (split -> result dict), notes (list of str),
+    diagnostics (name -> value), images (caption -> relative path), config (dict)."""
+    out = [f"# {info.get('title', 'lowerbound run')}", ""]
+    facts = info.get("facts", {})
+    if facts:
+        out += [f"- {k}: {_num(v)}" for k, v in facts.items()] + [""]
+    out += ["## Bound", "", *bound_table(info.get("results", {})), ""]
+    for note in info.get("notes", []):
+        out += [note, ""]
+    diagnostics = info.get("diagnostics") or {}
+    if diagnostics:
+        out += ["## Diagnostics", ""]
+        out += [f"- {k}: {_short(v)}" for k, v in diagnostics.items()] + [""]
+    for caption, rel in (info.get("images") or {}).items():
+        out += [f"## {caption}", "", f"![{caption}]({rel})", ""]
+    if info.get("config"):
+        import json
+
+        out += ["## Config", "", "```json", json.dumps(info["config"], indent=2, sort_keys=True), "```", ""]
+    return "\n".join(out)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)) and len(v) > 16:
+        return "[" + ", ".join(_short(x) for x in v[:16]) + f", ... ({len(v)} values)]"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return str(v)
+
+
+def write(path: Path, info: dict[str, Any]) -> Path:
+    atomic_write_text(Path(path), render(info))
+    return Path(path)

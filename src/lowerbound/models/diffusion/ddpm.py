@@ -1,0 +1,294 @@
+"""`Diffusion`: the discrete-time diffusion model and its variational bound, in nats per example.
+
+Ho et al. 2020, "Denoising Diffusion Probabilistic Models" (eq. 5, the bound; eq. 14, L_simple) and
+Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (learned_range variances,
+the hybrid loss, importance-sampled timesteps).  The v parameterization is Salimans & Ho 2022.
+
+    -log P(x) <= KL(q(x_T|x_0) || N(0, I))                                    prior
+               + sum_{t=2..T} E_q KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t))     diffusion
+               + E_q[-log p(x_0|x_1)]                                          reconstruction
+
+The decoder p(x_0|x_1) is the discretized Gaussian of gaussian.py for discrete data (a Gaussian
+density for continuous data).  Its variance is the one the reverse process has at step 1:
+fixed_large uses beta_1 (Ho et al.); fixed_small, whose posterior variance is 0 at step 1, uses the
+posterior variance of step 2 (the clipped log-variance of Nichol & Dhariwal); learned_range
+interpolates between those two in log space.  Every E_q is estimated with one draw of x_t per term.
+The net sees x_t and t = i / T and knows nothing else.  Config and registration: config.py.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ...errors import UserError
+from ...prob.bound import Bound
+from ...prob.units import LN2, from_signed, to_signed
+from ..base import GenerativeModel
+from .gaussian import discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl
+from .schedule import Schedule, ScheduleName
+from .timesteps import TimestepSampler, TimestepSampling
+
+Parameterization = Literal["eps", "x0", "v"]
+Variance = Literal["fixed_small", "fixed_large", "learned_range"]
+LossName = Literal["simple", "vlb", "hybrid"]
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise UserError(f"Unknown {what} {value!r}; choose one of: {', '.join(allowed)}.")
+    return value
+
+
+class Diffusion(GenerativeModel):
+    """Discrete-time diffusion over data of `shape` (levels K, or None for continuous data).
+
+    net(x_t [B, *shape], t [B]) -> [B, m * shape[0], *shape[1:]], m = 2 for learned_range (the
+    second half are the interpolation weights v in [-1, 1] of Nichol & Dhariwal), else 1.
+    chunk: the most (example, step) rows one net call sees while evaluating a bound.
+    """
+
+    family = "diffusion"
+    estimators = ("full", "mc")
+
+    def __init__(self, net: nn.Module, *, levels: int | None, shape: tuple[int, ...], timesteps: int = 1000,
+                 schedule: ScheduleName = "linear", parameterization: Parameterization = "eps",
+                 variance: Variance = "fixed_large", loss: LossName = "simple",
+                 timestep_sampling: TimestepSampling = "uniform", hybrid_weight: float = 1e-3,
+                 clip_x0: bool = False, chunk: int = 4096, config=None):
+        super().__init__(levels=levels, shape=shape, config=config)
+        self.parameterization = _choice(parameterization, ("eps", "x0", "v"), "parameterization")
+        self.variance = _choice(variance, ("fixed_small", "fixed_large", "learned_range"), "variance")
+        self.loss_name = _choice(loss, ("simple", "vlb", "hybrid"), "loss")
+        _choice(timestep_sampling, ("uniform", "importance"), "timestep sampling")
+        if self.variance == "learned_range" and self.loss_name == "simple":
+            raise UserError("variance learned_range is trained by the bound; use loss hybrid or vlb.")
+        if self.loss_name == "hybrid" and self.variance != "learned_range":
+            raise UserError("loss hybrid only adds a bound term for learned variances; "
+                            "use variance learned_range, or loss simple.")
+        if timestep_sampling == "importance" and self.loss_name == "simple":
+            raise UserError("timestep sampling importance weights the bound's terms; use loss vlb or hybrid.")
+        if clip_x0 and levels is None:
+            raise UserError("clip_x0 clips to the [-1, 1] range of discrete data; continuous data have none.")
+        if chunk < 1:
+            raise UserError(f"chunk must be a positive number of rows, got {chunk}.")
+        self.net = net
+        self.schedule = Schedule.make(schedule, timesteps)
+        self.timesteps = self.schedule.timesteps
+        self.sampler = TimestepSampler(self.timesteps, timestep_sampling)
+        self.hybrid_weight, self.clip_x0, self.chunk = float(hybrid_weight), bool(clip_x0), int(chunk)
+        self._log_small, self._log_large = self.schedule.log_variance_range()
+
+    # ------------------------------------------------------------------ the reverse process
+    def _c(self, name: str, i: Tensor, ndim: int) -> Tensor:
+        return self.schedule.at(name, i, ndim)
+
+    def signed(self, x: Tensor) -> Tensor:
+        """Data -> the float scale the chain runs on ([-1, 1] for discrete levels), [B, *shape]."""
+        if self.levels is None:
+            return x.to(torch.get_default_dtype())
+        return to_signed(x, self.levels)
+
+    def q_sample(self, y0: Tensor, i: Tensor, noise: Tensor) -> Tensor:
+        """x_i = sqrt(abar_i) y0 + sqrt(1 - abar_i) noise, in y0's dtype."""
+        abar = self._c("alpha_bar", i, y0.dim())
+        return (abar.sqrt() * y0 + (1 - abar).sqrt() * noise).to(y0.dtype)
+
+    def _net(self, x_t: Tensor, i: Tensor) -> tuple[Tensor, Tensor | None]:
+        out = self.net(x_t, i.to(x_t.dtype) / self.timesteps)
+        m = 2 if self.variance == "learned_range" else 1
+        if out.shape != (x_t.shape[0], m * x_t.shape[1], *x_t.shape[2:]):
+            raise ValueError(f"the net returned shape {tuple(out.shape)}; variance {self.variance} needs "
+                             f"{m} x the input's channels, [B, {m * x_t.shape[1]}, ...]")
+        if self.variance == "learned_range":
+            return out.chunk(2, dim=1)
+        return out, None
+
+    def _x0_eps(self, x_t: Tensor, i: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        """The net's output read as (x0_hat, eps_hat), float64, per the parameterization."""
+        xt, o = x_t.double(), out.double()
+        abar = self._c("alpha_bar", i, xt.dim())
+        sa, s1 = abar.sqrt(), (1 - abar).sqrt()
+        if self.parameterization == "eps":
+            x0, eps = (xt - s1 * o) / sa, o
+        elif self.parameterization == "x0":
+            x0, eps = o, (xt - sa * o) / s1
+        else:  # v = sqrt(abar) eps - sqrt(1 - abar) x0
+            x0, eps = sa * xt - s1 * o, s1 * xt + sa * o
+        if self.clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
+            eps = (xt - sa * x0) / s1
+        return x0, eps
+
+    def _logvar(self, i: Tensor, out_var: Tensor | None, ndim: int) -> Tensor:
+        """log variance of p(x_{i-1} | x_i), float64, [B, 1, ...] (fixed) or [B, *shape] (learned)."""
+        small = self._log_small.to(i.device)[i].reshape(-1, *([1] * (ndim - 1)))
+        large = self._log_large.to(i.device)[i].reshape(-1, *([1] * (ndim - 1)))
+        if self.variance == "fixed_small":
+            return small
+        if self.variance == "fixed_large":
+            return large
+        frac = (out_var.double() + 1) / 2
+        return frac * large + (1 - frac) * small
+
+    def predict(self, x_t: Tensor, i: Tensor) -> dict[str, Tensor]:
+        """One net call at steps i [B] (long, 1..T): float64 x0, eps, and the reverse step's mean and
+        logvar (p(x_{i-1} | x_i) for i >= 2, the decoder's Gaussian for i = 1), each [B, *shape]."""
+        out, out_var = self._net(x_t, i)
+        return self._reverse(x_t, i, out, out_var)
+
+    def _reverse(self, x_t: Tensor, i: Tensor, out: Tensor, out_var: Tensor | None) -> dict[str, Tensor]:
+        x0, eps = self._x0_eps(x_t, i, out)
+        nd = x_t.dim()
+        mean = self._c("posterior_coef_x0", i, nd) * x0 + self._c("posterior_coef_xt", i, nd) * x_t
+        logvar = self._logvar(i, out_var, x_t.dim()).expand_as(mean)
+        return {"x0": x0, "eps": eps, "mean": mean, "logvar": logvar}
+
+    def reverse_step(self, x_t: Tensor, i: int, generator: torch.Generator | None = None) -> Tensor:
+        """x_{i-1} ~ p(x_{i-1} | x_i) for one integer step i >= 2; [B, *shape] in x_t's dtype."""
+        steps = torch.full((x_t.shape[0],), i, dtype=torch.long, device=x_t.device)
+        p = self.predict(x_t, steps)
+        z = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=torch.float64)
+        return (p["mean"] + torch.exp(0.5 * p["logvar"]) * z).to(x_t.dtype)
+
+    def decode(self, x_1: Tensor) -> Tensor:
+        """The decoder's most likely value given x_1: levels [B, *shape] (long), the nearest level to
+        its mean (equal-width bins: the bin holding the mean has the most mass), or the mean itself
+        for continuous data."""
+        steps = torch.ones(x_1.shape[0], dtype=torch.long, device=x_1.device)
+        mean = self.predict(x_1, steps)["mean"]
+        if self.levels is None:
+            return mean.to(x_1.dtype)
+        return from_signed(mean, self.levels)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2): sample.ancestral with one chunk
+        and no progress bar.  Levels [n, *shape] (long), or floats for continuous data.  Runs in eval
+        mode (dropout off) and restores the training flag afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            x = torch.randn((n, *self.shape), generator=generator, device=self.device)
+            for i in range(self.timesteps, 1, -1):
+                x = self.reverse_step(x, i, generator)
+            return self.decode(x)
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ the terms of the bound
+    def _terms(self, y0: Tensor, x: Tensor, i: Tensor, noise: Tensor,
+               freeze_mean: bool = False) -> tuple[Tensor, Tensor]:
+        """One net call: (L_i [N] nats float64, mse [N] of the parameterization's own target).
+
+        L_i is KL(q(x_{i-1}|x_i, x_0) || p(x_{i-1}|x_i)) for i >= 2 and -log p(x_0|x_1) for i = 1, each
+        summed over dimensions.  freeze_mean stops L_i's gradient to the mean (the hybrid loss)."""
+        x_t = self.q_sample(y0, i, noise)
+        out, out_var = self._net(x_t, i)
+        p = self._reverse(x_t, i, out.detach() if freeze_mean else out, out_var)
+        nd = y0.dim()
+        q_mean = self._c("posterior_coef_x0", i, nd) * y0 + self._c("posterior_coef_xt", i, nd) * x_t
+        q_logvar = self._log_small.to(i.device)[i].reshape(-1, *([1] * (nd - 1)))  # unused at i = 1
+        kl = normal_kl(q_mean, q_logvar, p["mean"], p["logvar"]).flatten(1).sum(1)
+        if self.levels is None:
+            nll = -gaussian_log_density(y0, p["mean"], p["logvar"])
+        else:
+            nll = -discretized_gaussian_log_likelihood(x, p["mean"], 0.5 * p["logvar"], self.levels)
+        loss_i = torch.where(i == 1, nll.flatten(1).sum(1), kl)
+        abar = self._c("alpha_bar", i, nd)
+        target = {"eps": noise, "x0": y0,
+                  "v": abar.sqrt() * noise - (1 - abar).sqrt() * y0}[self.parameterization]
+        mse = (out.double() - target.double()).pow(2).flatten(1).mean(1)
+        return loss_i, mse
+
+    def _rows(self, y0: Tensor, x: Tensor, example: Tensor, steps: Tensor,
+              generator: torch.Generator | None) -> Tensor:
+        """L_i [N] float64 for the (example, step) pairs given as example [N], steps [N], evaluated
+        in chunks of at most self.chunk rows so memory stays bounded."""
+        out = []
+        for s in range(0, example.numel(), self.chunk):
+            e, i = example[s:s + self.chunk], steps[s:s + self.chunk]
+            noise = torch.randn((e.numel(), *y0.shape[1:]), generator=generator, device=y0.device,
+                                dtype=y0.dtype)
+            out.append(self._terms(y0[e], x[e], i, noise)[0])
+        return torch.cat(out)
+
+    def prior(self, y0: Tensor) -> Tensor:
+        """KL(q(x_T|x_0) || N(0, I)) [B] nats, float64."""
+        return self.schedule.prior_kl(y0).flatten(1).sum(1)
+
+    def _check(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != self.shape:
+            raise UserError(f"This diffusion model was built for examples of shape {self.shape}, "
+                            f"got a batch of shape {tuple(x.shape)}.")
+        if self.levels is not None and (x.is_floating_point() or x.min() < 0 or x.max() >= self.levels):
+            raise UserError(f"Discrete data must be integer levels 0..{self.levels - 1}.")
+        return x.to(self.device)
+
+    def bound(self, x: Tensor, *, estimator: str | None = None, samples: int | None = None,
+              generator: torch.Generator | None = None) -> Bound:
+        """Upper bound on -log P(x), [B] nats per term: prior, diffusion, reconstruction.
+
+        estimator "full" (default): every step t = 2..T ("vlb-T=1000"); variance None.
+        estimator "mc": diffusion = (T - 1) * mean of L_t over `samples` steps t ~ U{2..T} per example
+        (default 16), unbiased, with its per-example variance in Bound.variance ("vlb-mc-k=16");
+        prior and reconstruction are computed as in "full"."""
+        estimator = _choice(estimator or "full", self.estimators, "estimator")
+        x = self._check(x)
+        y0, b, T = self.signed(x), x.shape[0], self.timesteps
+        ex = torch.arange(b, device=y0.device)
+        recon = self._rows(y0, x, ex, torch.ones_like(ex), generator)
+        variance = None
+        if estimator == "full":
+            steps = torch.arange(2, T + 1, device=y0.device)
+            example, step = ex.repeat(steps.numel()), steps.repeat_interleave(b)
+            diff = self._rows(y0, x, example, step, generator).reshape(-1, b).sum(0)
+            name = f"vlb-T={T}"
+        else:
+            k = 16 if samples is None else int(samples)
+            if k < 1:
+                raise UserError(f"The mc estimator needs samples >= 1, got {samples}.")
+            if T < 2:
+                diff = torch.zeros(b, dtype=torch.float64, device=y0.device)
+            else:
+                step = torch.randint(2, T + 1, (k * b,), generator=generator, device=y0.device)
+                draws = (T - 1) * self._rows(y0, x, ex.repeat(k), step, generator).reshape(k, b)
+                diff = draws.mean(0)
+                variance = draws.var(0) / k if k > 1 else None
+            name = f"vlb-mc-k={k}"
+        terms = {"prior": self.prior(y0), "diffusion": diff, "reconstruction": recon}
+        return Bound(terms, name, exact=False, dims=self.dims, variance=variance)
+
+    # ------------------------------------------------------------------ the training objective
+    def loss(self, x: Tensor, *, generator: torch.Generator | None = None) -> Bound:
+        """Training objective per example, one step per example drawn by the timestep sampler.
+
+        simple: mse of the parameterization's own target (eps, x0 or v), estimator "l_simple".
+        vlb: the unbiased one-step estimate of the bound, L_t / p_t, estimator "vlb-mc-k=1".
+        hybrid: mse + hybrid_weight * T * L_t in bits/dim with the mean frozen in L_t (so the bound
+        trains only the variance), both weighted by 1 / (T p_t), estimator "hybrid"."""
+        x = self._check(x)
+        y0, T = self.signed(x), self.timesteps
+        i, p_i = self.sampler.sample(x.shape[0], generator=generator, device=y0.device)
+        noise = torch.randn(y0.shape, generator=generator, device=y0.device, dtype=y0.dtype)
+        if self.loss_name == "simple":
+            _, mse = self._terms(y0, x, i, noise)
+            return Bound({"mse": mse}, "l_simple", dims=self.dims)
+        loss_i, mse = self._terms(y0, x, i, noise, freeze_mean=self.loss_name == "hybrid")
+        self.sampler.update(i, loss_i)
+        weight = 1.0 / (T * p_i)
+        if self.loss_name == "hybrid":
+            vb = self.hybrid_weight * T * loss_i / (self.dims * LN2)
+            return Bound({"mse": weight * mse, "vlb": weight * vb}, "hybrid", dims=self.dims)
+        est = T * weight * loss_i
+        zero = torch.zeros_like(est)
+        terms = {"prior": self.prior(y0), "diffusion": torch.where(i >= 2, est, zero),
+                 "reconstruction": torch.where(i == 1, est, zero)}
+        return Bound(terms, "vlb-mc-k=1", dims=self.dims)
+
+    def extra_repr(self) -> str:
+        return (f"T={self.timesteps}, schedule={self.schedule.name}, "
+                f"parameterization={self.parameterization}, variance={self.variance}, "
+                f"loss={self.loss_name}, sampling={self.sampler.mode}")

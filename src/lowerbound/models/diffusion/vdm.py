@@ -1,0 +1,286 @@
+"""VDM: a continuous-time diffusion model trained on its ELBO (Kingma et al. 2021, "Variational
+Diffusion Models", arXiv:2107.00630).
+
+Forward process q(z_t | x) = N(alpha_t y, sigma_t^2 I), variance preserving, with
+sigma_t^2 = sigmoid(gamma(t)) and SNR(t) = exp(-gamma(t)); gamma is a learned monotone schedule
+(nets/monotone.py).  The bound on -log P(x), in nats per example, has three terms (paper eq. 11):
+
+    prior          KL(q(z_1 | x) || N(0, I)), closed form
+    diffusion      0.5 E_{t ~ U(0,1), eps}[gamma'(t) ||eps - eps_hat(z_t; t)||^2]  (eq. 17)
+    reconstruction E_{z_0}[-log p(x | z_0)]
+
+Discrete data (levels K): y = 2x/(K-1) - 1 and p(x | z_0) is categorical over the K levels with
+logits -(z_0/alpha_0 - y_k)^2 / (2 exp(gamma_0)) (the Gaussian likelihood around each level,
+normalized over the levels; paper App. C), so the bound is on the discrete -log P(x) directly.
+Continuous data (levels=None): y = x / scale and p(x | z_0) is the Gaussian density
+N(y; z_0/alpha_0, exp(gamma_0)), whose expectation is closed form; the bound is on -log p(x) in
+nats, with D log(scale) for the change of variables folded into the reconstruction term.
+
+The noise net sees z_t (plus optional Fourier features, paper sec. 3.4) and the normalized
+gamma(t) - not t - so the expected diffusion loss does not depend on the schedule's interior
+(paper sec. 5.1).  Training therefore uses the interior's gradient to minimize the estimator's
+variance instead (sec. 5.3): the gradient reaching the interior is d/d(eta) of E[L^2], taken
+cheaply by multiplying the gradient flowing into the normalized schedule by L_i / mean(L) (the
+gradient of mean(L^2) / (2 mean L): same direction, same scale as an ELBO gradient, so global
+gradient clipping is not dominated by it).  The endpoints gamma_0, gamma_1 get the ELBO gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...errors import UserError
+from ...nets.monotone import MonotoneSchedule
+from ...nets.time_mlp import TimeMLP
+from ...prob.bound import Bound
+from ...prob.units import from_signed, to_signed
+from ..base import GenerativeModel
+from ..registry import register
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class VDMConfig:
+    """gamma_min/gamma_max: gamma(0), gamma(1) at the start (learned further if learn_endpoints);
+    they also fix the normalization of the net's time input.  gamma_min None: the paper's -13.3 for
+    256 levels, moved by 2 log(255 / (K - 1)) so that the decoder's noise stays a third of half a
+    bin (-7.76 for K = 17); -13.3 for continuous data.  fourier: exponents n of the extra input
+    features sin(2^n 2pi z), cos(2^n 2pi z); None: (n0, n0 + 1) with 2^n0 ~ (K - 1) / 2, so the
+    first feature's period is one bin (the paper's 7, 8 for K = 256), none for continuous data.
+    bound_samples: default k of bound().
+    sample_steps: T of the ancestral sampler.  width/depth/emb_dim: the TimeMLP (net "mlp");
+    unet_channels: the UNet's base width (net "unet"); dropout: either.
+    scale: continuous data only, y = x / scale."""
+
+    gamma_min: float | None = None
+    gamma_max: float = 5.0
+    schedule: Literal["learned", "linear"] = "learned"
+    learn_endpoints: bool = True
+    schedule_hidden: int = 1024
+    fourier: tuple[int, ...] | None = None
+    net: Literal["mlp", "unet"] = "mlp"
+    width: int = 512
+    unet_channels: int = 32
+    depth: int = 3
+    emb_dim: int = 64
+    dropout: float = 0.0
+    bound_samples: int = 4
+    sample_steps: int = 1000
+    antithetic: bool = True
+    scale: float = 1.0
+
+    def resolved(self, levels: int | None) -> VDMConfig:
+        """The same config with the automatic choices (None) made for data with `levels`."""
+        gamma_min, fourier = self.gamma_min, self.fourier
+        if gamma_min is None:
+            gamma_min = -13.3 if levels is None else -13.3 + 2.0 * math.log(255.0 / (levels - 1))
+        if fourier is None:
+            n0 = round(math.log2((levels - 1) / 2.0)) if levels is not None else None
+            fourier = () if n0 is None else (n0, n0 + 1)
+        return replace(self, gamma_min=round(gamma_min, 4), fourier=tuple(fourier))
+
+    def __post_init__(self) -> None:
+        if self.gamma_min is not None and not self.gamma_min < self.gamma_max:
+            raise UserError(f"vdm.gamma_min ({self.gamma_min}) must be below vdm.gamma_max "
+                            f"({self.gamma_max}).")
+        for name in ("width", "bound_samples", "sample_steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"vdm.{name} must be at least 1, got {getattr(self, name)}.")
+        if not self.scale > 0:
+            raise UserError(f"vdm.scale must be positive, got {self.scale}.")
+
+
+class _Flat(nn.Module):
+    """Adapts a vector net to the data layout: [B, C', *rest] -> flatten -> net -> [B, *out]."""
+
+    def __init__(self, inner: nn.Module, out_shape: tuple[int, ...]):
+        super().__init__()
+        self.inner, self.out_shape = inner, out_shape
+
+    def forward(self, z: Tensor, t: Tensor) -> Tensor:
+        return self.inner(z.flatten(1), t).view(z.shape[0], *self.out_shape)
+
+
+class VDM(GenerativeModel):
+    """Continuous-time VDM.  net(z [B, *in_shape], t [B]) -> eps_hat [B, *shape] may be given
+    (in_shape has (1 + 2 len(fourier)) times the channels); t is (gamma - gamma_min) /
+    (gamma_max - gamma_min), the normalized log inverse SNR."""
+
+    family = "vdm"
+    estimators = ("mc",)
+
+    def __init__(self, config: VDMConfig | None = None, *, levels: int | None,
+                 shape: tuple[int, ...], net: nn.Module | None = None):
+        config = (config or VDMConfig()).resolved(levels)
+        super().__init__(levels=levels, shape=shape, config=config)
+        self.schedule = MonotoneSchedule(config.gamma_min, config.gamma_max, kind=config.schedule,
+                                         learn_endpoints=config.learn_endpoints,
+                                         hidden=config.schedule_hidden)
+        self.freqs = [2.0 * math.pi * 2.0 ** n for n in config.fourier]  # angular, per unit of z
+        self.net = net if net is not None else self._build_net(config)
+        if levels is not None:
+            self.register_buffer("centres", to_signed(torch.arange(levels), levels),
+                                 persistent=False)
+
+    def _build_net(self, c: VDMConfig) -> nn.Module:
+        width = 1 + 2 * len(c.fourier)
+        if c.net == "unet":
+            if len(self.shape) != 3:
+                raise UserError(f"vdm.net 'unet' needs image data [C, H, W], got shape {self.shape}.")
+            from ...nets.unet import UNet  # lazily: only image models pay for it
+
+            return UNet(self.shape[0] * width, self.shape[0], image_size=self.shape[1],
+                        channels=c.unet_channels, dropout=c.dropout)
+        inner = TimeMLP(self.dims * width, self.dims, width=c.width, depth=c.depth,
+                        emb_dim=c.emb_dim, dropout=c.dropout)
+        return _Flat(inner, self.shape)
+
+    # ---- pieces of the bound ------------------------------------------------------------------
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.schedule.gamma_0_param.dtype
+
+    def _encode(self, x: Tensor) -> Tensor:
+        """Data layout -> y [B, *shape] floats on the model's scale; bad input -> UserError."""
+        if tuple(x.shape[1:]) != self.shape or x.dim() != len(self.shape) + 1:
+            raise UserError(f"VDM expects a batch of shape [B, {', '.join(map(str, self.shape))}], "
+                            f"got {tuple(x.shape)}.")
+        if self.levels is None:
+            if not x.is_floating_point():
+                raise UserError("VDM for continuous data expects floating-point x.")
+            return x.to(self._dtype) / self.config.scale
+        if x.is_floating_point() or x.min() < 0 or x.max() >= self.levels:
+            raise UserError(f"VDM for discrete data expects integer levels 0..{self.levels - 1}.")
+        return to_signed(x, self.levels).to(self._dtype)
+
+    def _eps_hat(self, z: Tensor, gamma: Tensor) -> Tensor:
+        """z [B, *shape], gamma [B] -> eps_hat [B, *shape]."""
+        c = self.config
+        t_in = (gamma - c.gamma_min) / (c.gamma_max - c.gamma_min)
+        h = z
+        if len(self.freqs):
+            freqs = torch.tensor(self.freqs, dtype=z.dtype, device=z.device)
+            ang = z.unsqueeze(2) * freqs.view(1, 1, -1, *[1] * (z.dim() - 2))
+            feats = torch.cat([torch.sin(ang), torch.cos(ang)], 2).flatten(1, 2)
+            h = torch.cat([z, feats], 1)
+        return self.net(h, t_in)
+
+    def _prior(self, y: Tensor) -> Tensor:
+        """KL(N(alpha_1 y, sigma_1^2) || N(0, 1)) summed over dims, [B] nats."""
+        _, g1 = self.schedule.endpoints()
+        a2 = torch.sigmoid(-g1)
+        sq = y.flatten(1).pow(2)
+        return 0.5 * (a2 * (sq - 1.0) + F.softplus(-g1)).sum(1)
+
+    def _diffusion(self, y: Tensor, t: Tensor, generator) -> tuple[Tensor, Tensor, Tensor]:
+        """y [B, *shape], t [B] -> (L_diff [B] nats, s [B], ds/dt [B]) with s the normalized
+        schedule (returned so that training can reroute its gradient)."""
+        g0, g1 = self.schedule.endpoints()
+        s, ds = self.schedule.normalized(t)
+        gamma, dgamma = g0 + (g1 - g0) * s, (g1 - g0) * ds
+        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        view = (-1,) + (1,) * (y.dim() - 1)
+        alpha = torch.sigmoid(-gamma).sqrt().view(view)
+        sigma = torch.sigmoid(gamma).sqrt().view(view)
+        eps_hat = self._eps_hat(alpha * y + sigma * eps, gamma)
+        mse = (eps - eps_hat).flatten(1).pow(2).sum(1)
+        return 0.5 * dgamma * mse, s, ds
+
+    def _decoder_logits(self, z_rescaled: Tensor, g0: Tensor) -> Tensor:
+        """z_0 / alpha_0 [B, *shape] -> log p(level k | z_0) [B, *shape, K], normalized over k."""
+        logits = -0.5 * (z_rescaled.unsqueeze(-1) - self.centres.to(z_rescaled.dtype)) ** 2
+        return torch.log_softmax(logits * torch.exp(-g0), -1)
+
+    def _reconstruction(self, x: Tensor, y: Tensor, generator) -> Tensor:
+        """E_{z_0}[-log p(x | z_0)] per example [B] nats: one draw of z_0 (discrete) or the closed
+        form (continuous, Gaussian decoder; includes D log(scale))."""
+        g0, _ = self.schedule.endpoints()
+        if self.levels is None:
+            const = 0.5 * self.dims * (_LOG_2PI + 1.0) + self.dims * math.log(self.config.scale)
+            return (0.5 * self.dims * g0 + const).expand(y.shape[0])
+        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        z_rescaled = y + torch.exp(0.5 * g0) * eps  # z_0 / alpha_0
+        logp = self._decoder_logits(z_rescaled, g0).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
+        return -logp.flatten(1).sum(1)
+
+    # ---- the contract -------------------------------------------------------------------------
+
+    def loss(self, x: Tensor, *, generator: torch.Generator | None = None) -> Bound:
+        """The ELBO with one t per example, t low-discrepancy over the batch (paper App. I.1);
+        the schedule's interior receives the variance-minimizing gradient (module docstring)."""
+        y = self._encode(x)
+        b = y.shape[0]
+        u = torch.rand((1 if self.config.antithetic else b,), generator=generator,
+                       dtype=y.dtype, device=y.device)
+        t = torch.remainder(u + torch.arange(b, dtype=y.dtype, device=y.device) / b, 1.0) \
+            if self.config.antithetic else u
+        diff, s, ds = self._diffusion(y, t, generator)
+        if self.config.schedule == "learned" and diff.requires_grad and s.requires_grad:
+            w = diff.detach() / diff.detach().mean().clamp_min(1e-12)
+            s.register_hook(lambda g: g * w)
+            ds.register_hook(lambda g: g * w)
+        terms = {"prior": self._prior(y), "diffusion": diff,
+                 "reconstruction": self._reconstruction(x, y, generator)}
+        return Bound(terms, "vdm-mc-k=1", exact=False, dims=self.dims)
+
+    def bound(self, x: Tensor, *, estimator: str | None = None, samples: int | None = None,
+              generator: torch.Generator | None = None) -> Bound:
+        """Upper bound on -log P(x), [B] nats per term: the diffusion and reconstruction terms
+        averaged over k = samples independent draws of (t, eps) (default config.bound_samples);
+        Bound.variance is the [B] variance of the total's estimate (sample variance / k; None
+        when k = 1)."""
+        if estimator not in (None, "mc"):
+            raise UserError(f"VDM's bound has one estimator, 'mc'; got {estimator!r}.")
+        k = samples if samples is not None else self.config.bound_samples
+        if k < 1:
+            raise UserError(f"bound samples must be at least 1, got {k}.")
+        y = self._encode(x)
+        b = y.shape[0]
+        yk = y.repeat(k, *[1] * (y.dim() - 1))
+        xk = x.repeat(k, *[1] * (x.dim() - 1))
+        t = torch.rand((k * b,), generator=generator, dtype=y.dtype, device=y.device)
+        diff = self._diffusion(yk, t, generator)[0].view(k, b)
+        recon = self._reconstruction(xk, yk, generator).view(k, b)
+        prior = self._prior(y)
+        variance = (diff + recon).var(0) / k if k > 1 else None
+        terms = {"prior": prior, "diffusion": diff.mean(0), "reconstruction": recon.mean(0)}
+        return Bound(terms, f"vdm-mc-k={k}", exact=False, dims=self.dims, variance=variance)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
+               progress: bool = False) -> Tensor:
+        """Ancestral sampling on the grid t_i = i/T (T = steps or config.sample_steps, default
+        1000), p(z_s | z_t) = q(z_s | z_t, x = x_hat(z_t)) (paper App. A.4), then the decoder's
+        most likely level (discrete) or its mean (continuous).  Returns [n, *shape]."""
+        from tqdm.auto import tqdm
+
+        steps = steps or self.config.sample_steps
+        dtype, device = self._dtype, self.device
+        gammas, _ = self.schedule(torch.linspace(0.0, 1.0, steps + 1, dtype=dtype, device=device))
+        z = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=device)
+        for i in tqdm(range(steps, 0, -1), disable=not progress, desc="vdm sample", leave=False):
+            g_t, g_s = gammas[i], gammas[i - 1]
+            eps_hat = self._eps_hat(z, g_t.expand(n))
+            c = -torch.expm1(g_s - g_t)
+            a2_s, a2_t = torch.sigmoid(-g_s), torch.sigmoid(-g_t)
+            noise = torch.randn(z.shape, generator=generator, dtype=dtype, device=device)
+            z = (a2_s / a2_t).sqrt() * (z - torch.sigmoid(g_t).sqrt() * c * eps_hat) \
+                + ((1.0 - a2_s) * c).sqrt() * noise
+        y0 = z / torch.sigmoid(-gammas[0]).sqrt()
+        if self.levels is None:
+            return y0 * self.config.scale
+        return from_signed(y0, self.levels)  # argmax of the decoder = the nearest level
+
+
+@register("vdm", VDMConfig, "continuous-time variational diffusion model with a learned schedule "
+          "(Kingma et al. 2021), trained on its ELBO")
+def build(config: VDMConfig, levels: int | None, shape: tuple[int, ...]) -> VDM:
+    return VDM(config, levels=levels, shape=shape)

@@ -1,0 +1,126 @@
+"""KL(q || p) = E_q[log q(z) - log p(z)] in nats: closed form where known, Monte Carlo otherwise.
+
+Closed forms come from torch.distributions' KL registry (one function per pair of types, found by
+type) plus the pairs registered here that variational inference needs and torch lacks: a diagonal
+Gaussian (Independent(Normal, 1)) against a full-covariance MultivariateNormal, both ways; the
+Gaussian KL is eq. (A.23) of Rasmussen & Williams, "Gaussian Processes for Machine Learning" (2006),
+which torch's MultivariateNormal pair computes once the diagonal Gaussian is written as one.
+Importing this module registers them (torch's registry is global).
+
+Without a closed form the estimate is the sample mean of log q(z) - log p(z) over z ~ q
+(DEFAULT_NUM_SAMPLES draws unless num_samples says otherwise), with its standard error; a draw
+outside p's support gives +inf, as the KL is then infinite.  Probability vectors (last axis
+non-negative, summing to 1) are accepted wherever a distribution is and read as Categorical.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.distributions as D
+from torch import Tensor
+
+from ..errors import UserError
+from .estimate import Estimate
+from .montecarlo import _check_count, draw
+
+DEFAULT_NUM_SAMPLES = 1000
+Method = Literal["auto", "closed", "mc"]
+_METHODS = ("auto", "closed", "mc")
+
+
+def as_distribution(q, name: str = "q") -> D.Distribution:
+    """A Distribution as is; a probability-vector tensor (last axis sums to 1) as a Categorical."""
+    if isinstance(q, D.Distribution):
+        return q
+    if isinstance(q, Tensor):
+        if q.dim() == 0 or not q.is_floating_point():
+            raise UserError(f"{name} must be a distribution or a float tensor of probability vectors.")
+        tol = 1e-4 if q.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-10
+        ok_sign = bool((q >= 0).all())
+        ok_sum = bool(torch.allclose(q.sum(-1), torch.ones((), dtype=q.dtype, device=q.device), atol=tol))
+        if not (ok_sign and ok_sum):
+            raise UserError(f"{name} is a tensor whose last axis is not a probability vector "
+                            "(entries >= 0 that sum to 1).")
+        return D.Categorical(probs=q)
+    raise UserError(f"{name} must be a torch.distributions.Distribution or a probability tensor, "
+                    f"got {type(q).__name__}.")
+
+
+def _check_method(method: str) -> None:
+    if method not in _METHODS:
+        raise UserError(f"method must be one of {', '.join(_METHODS)}, got {method!r}.")
+
+
+def log_prob_or_neg_inf(p: D.Distribution, z: Tensor) -> Tensor:
+    """log p(z), with -inf (not an error) where z lies outside p's support."""
+    try:
+        inside = p.support.check(z)
+    except (NotImplementedError, ValueError):  # a dependent support cannot be checked: trust log_prob
+        inside = torch.ones((), dtype=torch.bool, device=z.device)
+    validate = p._validate_args
+    p._validate_args = False  # the support test above replaces the check that would raise
+    try:
+        lp = p.log_prob(z)
+    finally:
+        p._validate_args = validate
+    return torch.where(inside, lp, torch.full_like(lp, -torch.inf))
+
+
+def closed_form_kl(q: D.Distribution, p: D.Distribution) -> Tensor | None:
+    """KL(q || p) [batch] from the registry, or None when no closed form is registered for the pair."""
+    try:
+        return D.kl_divergence(q, p)
+    except NotImplementedError:
+        return None
+
+
+def kl_divergence(
+    q,
+    p,
+    *,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    method: Method = "auto",
+) -> Estimate:
+    """KL(q || p) in nats, shape = the broadcast batch shape.
+
+    method "auto": the closed form when registered, else Monte Carlo; "closed": the closed form or a
+    UserError; "mc": Monte Carlo over num_samples draws of q (default DEFAULT_NUM_SAMPLES = 1000).
+    """
+    q, p = as_distribution(q, "q"), as_distribution(p, "p")
+    _check_method(method)
+    if method != "mc":
+        value = closed_form_kl(q, p)
+        if value is not None:
+            return Estimate.exact_value(value)
+        if method == "closed":
+            raise UserError(f"no closed-form KL is registered for {type(q).__name__} || {type(p).__name__}.")
+    n = DEFAULT_NUM_SAMPLES if num_samples is None else num_samples
+    _check_count(n, "num_samples")
+    z = draw(q, (n,), generator=generator)
+    est = Estimate.from_samples(q.log_prob(z) - log_prob_or_neg_inf(p, z), dim=0)
+    # one draw where p has no mass proves the KL infinite: no uncertainty left there
+    certain = torch.isposinf(est.value)
+    return Estimate(est.value, torch.where(certain, 0.0, est.stderr), est.num_samples, False)
+
+
+# ------------------------------------------------------------------ pairs torch lacks
+def _diagonal_as_mvn(d: D.Independent) -> D.MultivariateNormal:
+    """Independent(Normal, 1) -> the same Gaussian as a MultivariateNormal; else NotImplementedError."""
+    if not (type(d.base_dist) is D.Normal and d.reinterpreted_batch_ndims == 1):
+        raise NotImplementedError
+    scale = d.base_dist.scale.expand(d.base_dist.batch_shape)
+    # a diagonal with positive entries is a valid Cholesky factor: skip the (slow) validation
+    return D.MultivariateNormal(d.base_dist.loc, scale_tril=torch.diag_embed(scale), validate_args=False)
+
+
+@D.register_kl(D.Independent, D.MultivariateNormal)
+def _kl_diagonal_mvn(q: D.Independent, p: D.MultivariateNormal) -> Tensor:
+    return D.kl_divergence(_diagonal_as_mvn(q), p)
+
+
+@D.register_kl(D.MultivariateNormal, D.Independent)
+def _kl_mvn_diagonal(q: D.MultivariateNormal, p: D.Independent) -> Tensor:
+    return D.kl_divergence(q, _diagonal_as_mvn(p))

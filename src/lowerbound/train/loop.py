@@ -1,0 +1,225 @@
+"""The gradient training loop shared by every family (design.md's train room).
+
+One step: pick the global batch for this step (a permutation per epoch seeded by (seed, epoch)),
+take this rank's share, seed the step's randomness from (seed, rank, step), compute model.loss
+under autocast, backpropagate (through DistributedDataParallel when launched by torchrun, which
+averages gradients so the update equals one process on the whole global batch), clip, check that
+everything is finite, step AdamW and the EMA.  Evaluation of the validation bound (on the EMA
+weights), checkpoints, samples and metric rows happen at fixed step counts, so a resumed run does
+exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor, nn
+
+from ..prob.units import LN2
+from . import runtime
+from .config import TrainConfig
+from .ema import EMA
+from .guards import StopSignals, check_finite
+from .scoring import score
+from .state import TrainState
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> Tensor:
+    """[batch_size] indices of the global batch of `step`: epochs are fresh permutations of range(n)
+    seeded by (seed, epoch), cut into n // batch_size batches (the remainder of each epoch is left).
+    _cache (a dict the caller keeps) holds the current epoch's permutation between steps."""
+    per_epoch = max(1, n // batch_size)
+    epoch, i = divmod(step, per_epoch)
+    key = (n, seed, epoch)
+    if _cache is not None and _cache.get("key") == key:
+        perm = _cache["perm"]
+    else:
+        g = runtime.generator(runtime.derive_seed(seed, "data", epoch), torch.device("cpu"))
+        perm = torch.randperm(n, generator=g)
+        if _cache is not None:
+            _cache.update(key=key, perm=perm)
+    if batch_size > n:  # fewer examples than a batch: draw the batch with repetition
+        return perm[torch.arange(batch_size) % n]
+    return perm[i * batch_size:(i + 1) * batch_size]
+
+
+class _Objective(nn.Module):
+    """forward = the model's training loss terms, so DistributedDataParallel hooks the backward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        return self.model.loss(x, generator=generator).terms
+
+
+class Trainer:
+    """Trains `model` on train_x, scoring valid_x; `files` (a RunDir or None) receives what is written."""
+
+    def __init__(self, cfg: TrainConfig, rt: runtime.Runtime, model: nn.Module, train_x: Tensor,
+                 valid_x: Tensor | None, files=None, *, progress: bool = True):
+        if cfg.batch_size % rt.world:
+            from ..errors import UserError
+            raise UserError(f"The batch size {cfg.batch_size} must be divisible by the number of "
+                            f"processes ({rt.world}) so the global batch stays the same.")
+        if cfg.precision == "fp16" and rt.device.type == "cpu":
+            from ..errors import UserError
+            raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
+        self.cfg, self.rt, self.files, self.progress = cfg, rt, files, progress
+        self.model = model.to(rt.device)
+        self.train_x, self.valid_x = train_x, valid_x
+        self.unit = "bpd" if getattr(model, "levels", None) is not None else "nats"
+        self.scale = 1.0 / (model.dims * LN2) if self.unit == "bpd" else 1.0
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
+        self.state = TrainState(self.model, optimizer, ema, scaler)
+        self.objective = _Objective(self.model)
+        if rt.distributed:
+            ids = [rt.device.index] if rt.device.type == "cuda" else None
+            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+        self.eval_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self._acc: Tensor | None = None
+        self._perm: dict = {}
+        self._loss_gen = torch.Generator(device=rt.device)
+        self._acc_steps = 0
+        self.last_valid: float | None = None
+        self.last_valid_terms: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self):
+        if self.cfg.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self.rt.device.type, dtype=AMP_DTYPES[self.cfg.precision])
+
+    def train_step(self) -> None:
+        cfg, rt, st = self.cfg, self.rt, self.state
+        s = st.step
+        idx = batch_indices(len(self.train_x), cfg.batch_size, cfg.seed, s, self._perm)
+        x = self.train_x[idx[rt.rank::rt.world]].to(rt.device, non_blocking=True)
+        runtime.seed_global(runtime.derive_seed(cfg.seed, "global", rt.rank, s), rt.device)  # dropout
+        g = self._loss_gen
+        g.manual_seed(runtime.derive_seed(cfg.seed, "loss", rt.rank, s))
+        lr = cfg.lr_at(s)
+        for group in st.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        with self._autocast():
+            terms = self.objective(x, g)
+        means = torch.stack([t.float().mean() for t in terms.values()])
+        loss = means.sum()
+        st.optimizer.zero_grad(set_to_none=True)
+        (st.scaler.scale(loss) if st.scaler else loss).backward()
+        if st.scaler:
+            st.scaler.unscale_(st.optimizer)
+        clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True).detach().float()
+        checked = torch.cat([means.detach(), norm.reshape(1) if st.scaler is None else norm.new_zeros(1)])
+        if not bool(torch.isfinite(checked).all()):
+            last = self.files.last_checkpoint if self.files is not None else None
+            check_finite(s, dict(zip(terms, means.detach())), None if st.scaler else norm,
+                         checkpoint=str(last) if last else None)
+        if st.scaler:
+            st.scaler.step(st.optimizer)
+            st.scaler.update()
+        else:
+            st.optimizer.step()
+        if st.ema is not None:
+            st.ema.update(self.model)
+        st.step += 1
+        st.examples += cfg.batch_size
+        row = torch.cat([loss.detach().reshape(1), means.detach(), norm.reshape(1)])
+        self._acc = row if self._acc is None else self._acc + row
+        self._acc_steps += 1
+        self._names = list(terms)
+
+    # ------------------------------------------------------------------ evaluation and logging
+    def evaluate(self) -> float | None:
+        """Validation bound of the averaged weights (bits/dim, or nats for continuous data)."""
+        self.eval_model.load_state_dict(self.state.averaged_weights())
+        if self.valid_x is None or len(self.valid_x) == 0:
+            return None
+        bound = score(self.eval_model, self.valid_x, self.cfg.eval_batch_size,
+                      runtime.derive_seed(self.cfg.seed, "valid"), self.rt.device)
+        self.last_valid = float(bound.nats.mean()) * self.scale
+        self.last_valid_terms = {k: float(v.mean()) * self.scale for k, v in bound.terms.items()}
+        return self.last_valid
+
+    def log_row(self, lr: float, seconds: float, valid: float | None) -> dict:
+        acc = runtime.mean_over_ranks(self._acc / self._acc_steps, self.rt).tolist()
+        n = self._acc_steps * self.cfg.batch_size
+        row = {"step": self.state.step, "time": round(self.state.elapsed, 3),
+               "examples_per_s": round(n / seconds, 1) if seconds > 0 else None,
+               f"loss_{self.unit}": acc[0] * self.scale}
+        for name, v in zip(self._names, acc[1:-1]):
+            row[f"{name}_{self.unit}"] = v * self.scale
+        row.update({"grad_norm": acc[-1], "lr": lr, f"valid_{self.unit}": valid})
+        self._acc, self._acc_steps = None, 0
+        return row
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> str:
+        """Train until steps, minutes, patience or a signal; returns the reason it stopped."""
+        from tqdm import tqdm
+
+        cfg, rt, st = self.cfg, self.rt, self.state
+        bar = tqdm(total=cfg.steps, initial=st.step, disable=not (self.progress and rt.is_main),
+                   file=sys.stderr, unit="step", dynamic_ncols=True, leave=False)
+        reason = "steps"
+        seconds = 0.0
+        with StopSignals() as signals:
+            while st.step < cfg.steps:
+                t0 = time.perf_counter()
+                self.train_step()
+                dt = time.perf_counter() - t0
+                st.elapsed += dt
+                seconds += dt
+                bar.update(1)
+                s = st.step
+                last = s >= cfg.steps
+                is_eval = s % cfg.eval_every == 0 or last
+                out_of_time = cfg.minutes is not None and st.elapsed >= 60 * cfg.minutes
+                stop = runtime.any_rank(signals.received is not None or out_of_time, rt)
+                is_ckpt = s % cfg.checkpoint_every == 0 or last or stop
+                if s % cfg.log_every == 0 or is_eval or is_ckpt:
+                    valid = None
+                    # no evaluation on a signal: it would change the early-stopping record
+                    if is_eval or out_of_time:
+                        valid = self.evaluate()
+                        self._after_eval(valid)
+                    row = self.log_row(cfg.lr_at(s - 1), seconds, valid)
+                    seconds = 0.0
+                    if self.files is not None and rt.is_main:
+                        self.files.write_row(row)
+                    bar.set_postfix({f"loss {self.unit}": f"{row[f'loss_{self.unit}']:.4f}",
+                                     "ex/s": f"{row['examples_per_s'] or 0:.0f}"}, refresh=False)
+                if cfg.patience and st.evals_since_best >= cfg.patience:
+                    st.stopped_early, reason = True, "patience"
+                if stop:
+                    reason = signals.name or ("minutes" if out_of_time else "signal")
+                if is_ckpt or reason != "steps":
+                    self.save()
+                if reason != "steps":
+                    break
+        bar.close()
+        return reason
+
+    def _after_eval(self, valid: float | None) -> None:
+        if valid is not None and self.state.record_validation(valid):
+            if self.files is not None and self.rt.is_main:
+                self.files.save_checkpoint(self.state.state_dict(), best=True)
+        if self.files is not None and self.rt.is_main:
+            self.files.save_samples(self.state.step, self.eval_model)
+
+    def save(self) -> None:
+        if self.files is not None and self.rt.is_main:
+            self.files.save_checkpoint(self.state.state_dict(), best=False)

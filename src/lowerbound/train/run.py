@@ -1,0 +1,195 @@
+"""One run from start to end: resolve the config, make (or reopen) the run directory, fit or train,
+then score train / validation / test, export the best weights and write report.md.
+
+Gradient families go through `loop.Trainer`; classical families (fit_mode "fit") are fitted by
+their own `fit(train, valid)` and are then exported, scored and reported the same way.  Under
+torchrun every process trains and rank 0 alone writes files and scores the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data as datasets
+from .._config import to_dict
+from ..errors import UserError
+from ..io import checkpoint, export
+from ..io import metrics as metrics_io
+from ..models import registry
+from . import runtime
+from .config import SCHEMA, TrainConfig, resolve
+from .load import averaged_weights
+from .loop import Trainer
+from .report import write_report
+from .rundir import BEST, EXPORT, RunDir, read_config, stderr_log
+
+
+class Stopped(Exception):
+    """A signal stopped the run after saving a checkpoint; .code is the exit status (128 + signal)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def split_train_valid(x: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, valid): a fraction of x held out for validation, chosen by a permutation from `seed`."""
+    n_valid = int(round(fraction * len(x)))
+    g = runtime.generator(runtime.derive_seed(seed, "split"), torch.device("cpu"))
+    perm = torch.randperm(len(x), generator=g)
+    return x[perm[n_valid:]], x[perm[:n_valid]]
+
+
+def configure(family: str | None, layers: list[dict[str, Any]], sets: list[str], run_dir: str | None,
+              resume: bool) -> tuple[TrainConfig, Path]:
+    """The resolved config and run directory.  A resumed run starts from its stored config."""
+    if resume:
+        if run_dir is None:
+            raise UserError("--resume needs --run-dir, the directory of the run to continue.")
+        stored = read_config(Path(run_dir))
+        stored.pop("layout", None)
+        if family and family != stored["family"]:
+            raise UserError(f"The run in {run_dir} trains {stored['family']!r}, not {family!r}.")
+        cfg = resolve(stored, *layers, sets=sets)
+        return cfg, Path(run_dir)
+    if not family:
+        raise UserError("Name the model family to train, e.g. lowerbound train independent --data digits.")
+    registry.get(family)  # unknown family: one sentence before anything else happens
+    cfg = resolve({"family": family}, *layers, sets=sets)
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = f"runs/{family}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', cfg.data)}-{stamp}"
+    return cfg, Path(run_dir)
+
+
+def _agree(rt: runtime.Runtime, fn) -> Any:
+    """Run fn on rank 0 and give its value (or its UserError) to every process."""
+    try:
+        outcome = ("ok", fn() if rt.is_main else None)
+    except UserError as e:
+        outcome = ("error", str(e))
+    outcome = runtime.broadcast(outcome, rt)
+    if outcome[0] == "error":
+        raise UserError(outcome[1])
+    return outcome[1]
+
+
+def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or fit) cfg.family on cfg.data in run_dir; returns the final result (rank 0)."""
+    rt = runtime.setup(cfg.device)
+    try:
+        run_dir = Path(_agree(rt, lambda: str(run_dir)))
+        if not resume:
+            _agree(rt, lambda: RunDir.check_new(run_dir))
+        dataset = datasets.load(cfg.data)
+        torch.manual_seed(runtime.derive_seed(cfg.seed, "init"))
+        model = registry.build(cfg.family, cfg.model, dataset.levels, dataset.shape)
+        resolved = {**cfg.to_dict(), "model": _model_options(model, cfg),
+                    "layout": {"levels": dataset.levels, "shape": list(dataset.shape)}}
+        files = RunDir(run_dir, cfg.keep, cfg.num_samples) if rt.is_main else None
+        if files is not None and not resume:
+            files.create(resolved)
+        if rt.is_main and runtime.flush_denormals(rt.device):
+            stderr_log("denormal floats are flushed to zero on the CPU (torch.set_flush_denormal), "
+                       "which keeps small models from slowing down as weights shrink.")
+        train_x, valid_x = split_train_valid(dataset.train, cfg.valid_fraction, cfg.seed)
+        if model.fit_mode == "fit":
+            fitted = _fit(model, train_x, valid_x, rt, progress)
+            info = {"steps": 0, "stopped": "fitted", "fit": fitted, "selected": "fitted"}
+        else:
+            info = _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress)
+    finally:
+        runtime.teardown(rt)
+    if not rt.is_main:
+        return {}
+    return finish(cfg, rt, model, dataset, train_x, valid_x, files, info, progress)
+
+
+def _model_options(model, cfg: TrainConfig) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    return to_dict(config) if dataclasses.is_dataclass(config) else dict(cfg.model)
+
+
+def _fit(model, train_x, valid_x, rt, progress) -> dict:
+    model.to(rt.device)
+    out = model.fit(train_x.to(rt.device), valid_x.to(rt.device) if len(valid_x) else None,
+                    progress=progress and rt.is_main)
+    return {k: v for k, v in (out or {}).items() if isinstance(v, (int, float, str, bool))}
+
+
+def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress) -> dict[str, Any]:
+    trainer = Trainer(cfg, rt, model, train_x, valid_x if len(valid_x) else None, files, progress=progress)
+    if resume:  # every process reads the same state (the run directory must be shared)
+        trainer.state.load_state_dict(checkpoint.load_latest(run_dir / "checkpoints", map_location=rt.device))
+        if files is not None:
+            files.metrics.truncate_after(trainer.state.step)
+            stderr_log(f"resuming at step {trainer.state.step} of {cfg.steps}.")
+    reason = trainer.run()
+    st = trainer.state
+    if reason in ("SIGINT", "SIGTERM", "signal"):
+        code = 130 if reason == "SIGINT" else 143
+        where = files.path if files is not None else "the run directory"
+        raise Stopped(f"stopped by {reason} at step {st.step}; the training state is saved. Resume "
+                      f"with: lowerbound train --resume --run-dir {where}", code)
+    return {"steps": st.step, "stopped": reason, "best_step": st.best_step,
+            "best_valid": st.best_value if st.best_step >= 0 else None,
+            "examples_per_s": st.examples / st.elapsed if st.elapsed else None,
+            "train_seconds": st.elapsed, "last_valid_terms": trainer.last_valid_terms}
+
+
+def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progress) -> dict[str, Any]:
+    """Select the weights (best validation unless none), export, score every split, write the report."""
+    model.to(rt.device)
+    best = files.ckpt_dir / BEST
+    if model.fit_mode != "fit":
+        chosen = best if best.is_file() else checkpoint.latest_path(files.ckpt_dir)
+        state = checkpoint.load(chosen, map_location=rt.device)
+        model.load_state_dict(averaged_weights(state))
+        info["selected"] = f"{'best validation' if chosen == best else 'last'}, step {state['step']}"
+    model.eval()
+    meta = {"family": cfg.family, "data": cfg.data, "levels": dataset.levels,
+            "shape": list(dataset.shape), "model": _model_options(model, cfg),
+            "weights": ("ema " if cfg.ema_decay > 0 and model.fit_mode != "fit" else "") + info["selected"]}
+    export.save(files.path / EXPORT, model.state_dict(), meta)
+    results = score_splits(cfg, rt, model, dataset, train_x, valid_x, progress)
+    write_report(cfg, files, model, dataset, results, info)
+    test = results["test"]
+    return {**test, "splits": results, "run_dir": str(files.path), **{k: v for k, v in info.items()
+            if k in ("steps", "stopped", "selected", "examples_per_s", "train_seconds", "fit")},
+            "diagnostics": info.get("diagnostics", {})}
+
+
+def score_splits(cfg, rt, model, dataset, train_x, valid_x, progress) -> dict[str, dict[str, Any]]:
+    """Bound on train (a subset as large as the test set), validation and test, same estimator."""
+    from .scoring import summarize_split
+
+    n = min(len(train_x), len(dataset.test))
+    splits = {"train": train_x[:n], "valid": valid_x, "test": dataset.test}
+    seed = runtime.derive_seed(cfg.seed, "final")
+    out = {}
+    for name, x in splits.items():
+        if len(x):
+            out[name] = summarize_split(model, x, levels=dataset.levels, batch_size=cfg.eval_batch_size,
+                                        seed=seed, device=rt.device, progress=progress, name=cfg.data)
+            out[name]["split"] = name
+    return out
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    path = Path(run_dir) / "metrics.csv"
+    return metrics_io.read(path) if path.is_file() else []
+
+
+def stored_config(run_dir: Path) -> TrainConfig:
+    stored = read_config(run_dir)
+    stored.pop("layout", None)
+    return resolve(stored)
+
+
+__all__ = ["SCHEMA", "Stopped", "configure", "finish", "split_train_valid", "stored_config", "train"]

@@ -1,0 +1,132 @@
+"""The run directory of design.md, and the one object the loop hands what it writes.
+
+    DIR/config.json          resolved config with its schema version
+    DIR/metrics.csv          one row per logged step
+    DIR/checkpoints/         step-XXXXXXXX.pt (last K), best.pt, `latest` pointer
+    DIR/model.safetensors    exported (EMA, best-validation) weights, config in the metadata
+    DIR/samples/*.png        fixed-seed sample grids from the EMA weights at each evaluation
+    DIR/report.md + *.png    written at the end
+
+A new run refuses a directory that already holds files; `--resume` requires one that holds a run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from ..io import checkpoint, metrics
+from . import runtime
+
+CONFIG = "config.json"
+EXPORT = "model.safetensors"
+BEST = "best.pt"
+SAMPLE_SEED = 1234
+SAMPLE_CHUNK = 64  # samples are drawn in chunks so a large grid cannot exhaust memory
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The stored config of a run directory; one UserError sentence when it is not one."""
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not folder.is_dir():
+        raise UserError(f"The run directory {folder} does not exist.")
+    if not path.is_file():
+        raise UserError(f"The folder {folder} is not a lowerbound run directory (it has no {CONFIG}).")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"The file {path} is not valid JSON.") from None
+    if not isinstance(data, dict) or "family" not in data:
+        raise UserError(f"The file {path} is not a lowerbound run config.")
+    return data
+
+
+class RunDir:
+    """Files of one run; only rank 0 makes one (other ranks pass files=None to the loop)."""
+
+    def __init__(self, path: Path, keep: int = 3, num_samples: int = 64):
+        self.path = Path(path)
+        self.keep = keep
+        self.num_samples = num_samples
+        self.ckpt_dir = self.path / "checkpoints"
+        self.metrics = metrics.MetricsLog(self.path / "metrics.csv")
+
+    @staticmethod
+    def check_new(path: Path) -> None:
+        """Refuse a directory that already holds anything (nothing is ever overwritten)."""
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UserError(f"The run directory {path} is not empty; pass --resume to continue the run "
+                            f"in it, or choose another --run-dir.")
+
+    def create(self, config: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "samples").mkdir(exist_ok=True)
+        checkpoint.atomic_write_text(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    # ------------------------------------------------------------------ used by the loop
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return checkpoint.latest_path(self.ckpt_dir)
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        self.metrics.write(row)
+
+    def save_checkpoint(self, state: dict[str, Any], *, best: bool) -> None:
+        if best:
+            checkpoint.save(self.ckpt_dir, state, name=BEST, move_latest=False)
+        else:
+            checkpoint.save(self.ckpt_dir, state, keep=self.keep)
+
+    def save_samples(self, step: int, model: nn.Module) -> Path | None:
+        if not self.num_samples:
+            return None
+        return save_samples(self.path / "samples" / f"step-{step:08d}.png", model, self.num_samples)
+
+
+def draw(model: nn.Module, n: int, seed: int = SAMPLE_SEED) -> Tensor:
+    """n samples in chunks, from one generator seeded by `seed` (same seed, same grid)."""
+    g = runtime.generator(seed, model.device)
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, n, SAMPLE_CHUNK):
+            chunks.append(model.sample(min(SAMPLE_CHUNK, n - i), generator=g).cpu())
+    return torch.cat(chunks)
+
+
+def save_samples(path: Path, model: nn.Module, n: int, seed: int = SAMPLE_SEED) -> Path | None:
+    """A PNG grid (discrete images) or scatter (2-D points) of n samples; None if it cannot be drawn."""
+    if not getattr(model, "has_likelihood", True) and not hasattr(model, "sample"):
+        return None
+    x = draw(model, n, seed)
+    return save_picture(path, x, getattr(model, "levels", None))
+
+
+def save_picture(path: Path, x: Tensor, levels: int | None, title: str | None = None) -> Path | None:
+    """Images [N, C, H, W] as a grid, points [N, 2] as a scatter; None for layouts neither fits."""
+    try:
+        from ..io import images
+    except ImportError:  # the images module is not available in this checkout
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if levels is not None and x.dim() == 4:
+        images.save_grid(path, x.long(), levels)
+    elif levels is not None and x.dim() == 3:
+        images.save_grid(path, x.long().unsqueeze(1), levels)
+    elif x.dim() == 2 and x.shape[1] == 2:
+        images.save_scatter(path, x.float(), title=title)
+    else:
+        return None
+    return path
+
+
+def stderr_log(message: str) -> None:
+    print(f"lowerbound: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,141 @@
+"""Where a run executes: device, rank and world size, and randomness derived from (seed, rank, step).
+
+One process by default (cuda, then mps, then cpu).  Launched by torchrun (WORLD_SIZE > 1 in the
+environment) it joins torch.distributed's process group with torchrun's own rendezvous: gloo on
+CPU, NCCL on GPUs, the same code path.  Nothing here is home-made networking.
+
+Every random draw of a training step comes from generators seeded by `derive_seed(seed, ...)`, a
+hash of its arguments, so a resumed run or a run on N processes replays the same randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files and prints."""
+        return self.rank == 0
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is not available is refused."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("The device cuda was asked for, but this machine has no usable CUDA GPU.")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError("The device mps was asked for, but it is not available on this machine.")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"Unknown device {name!r}; choose auto, cpu, cuda or mps.")
+
+
+def setup(device_name: str = "auto") -> Runtime:
+    """Initialise the process group when launched by torchrun; otherwise one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_name, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)  # torchrun's env:// rendezvous
+    return Runtime(device, rank, world, local_rank)
+
+
+def teardown(rt: Runtime) -> None:
+    if rt.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from a hash of the parts, e.g. derive_seed(seed, "loss", rank, step)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def seed_global(seed: int, device: torch.device) -> None:
+    """Seed the global generators of the CPU and of `device` (for code that draws without a
+    generator, e.g. dropout).  torch.manual_seed would also queue lazy seeding of every other
+    accelerator backend, costing ~0.5 ms per call, which is more than a digits-sized step."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
+def flush_denormals(device: torch.device) -> bool:
+    """Flush denormal floats to zero on CPU (benchmarks.md: a small MLP VAE on digits halved its
+    throughput without it).  Returns whether it is now set."""
+    if device.type != "cpu":
+        return False
+    return bool(torch.set_flush_denormal(True))
+
+
+def mean_over_ranks(values: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """Average a tensor over processes (identity in one process)."""
+    if rt.distributed:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= rt.world
+    return values
+
+
+def any_rank(flag: bool, rt: Runtime) -> bool:
+    """True on every process when it is true on any (stop requests must agree across ranks)."""
+    if not rt.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=rt.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def broadcast(obj: Any, rt: Runtime) -> Any:
+    """Rank 0's value of a small plain object on every process."""
+    if not rt.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(rt: Runtime) -> None:
+    if rt.distributed:
+        dist.barrier()

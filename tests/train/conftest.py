@@ -1,0 +1,21 @@
+"""Training tests use one thread: the machine's 2 cores are shared, and tiny models run faster
+(and with less contention) single-threaded.  Subprocess tests get the same through OMP_NUM_THREADS."""
+
+import os
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def subprocess_env(**extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    env.pop("WORLD_SIZE", None)
+    return env
