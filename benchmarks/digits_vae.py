@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--valid-k", type=int, default=50)
     ap.add_argument("--test-k", type=int, default=1000)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a VAE option")

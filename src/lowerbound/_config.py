@@ -27,7 +27,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
                 return _check_type(value, arm, where)
             except UserError as e:
                 errors.append(str(e))
-        raise UserError(f"{where} must be {_type_name(tp)}, got {value!r}.")
+        raise UserError(f"{where} must be {' or '.join(_arm_name(a) for a in typing.get_args(tp))}, "
+                        f"got {value!r}.")
     if tp is type(None):
         if value is None:
             return None
@@ -75,6 +76,14 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise UserError(f"{where} must be {_type_name(tp)}, got {value!r}.") from None
     return value
+
+
+def _arm_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return {float: "a number", int: "an integer", bool: "true/false", str: "a string"}.get(tp, _type_name(tp))
 
 
 def _type_name(tp: Any) -> str:

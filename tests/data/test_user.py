@@ -96,8 +96,9 @@ def test_png_errors(tmp_path):
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "zzz.png")
     with pytest.raises(UserError, match="zzz.png is 9x9 pixels but 000.png is 6x5"):
         load(f"png:{tmp_path}")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no .png files"):
-        load(f"png:{tmp_path / 'empty'}") if (tmp_path / "empty").mkdir() is None else None
+        load(f"png:{tmp_path / 'empty'}")
     with pytest.raises(UserError, match="does not exist or is not a folder"):
         load(f"png:{tmp_path / 'missing'}")
     (tmp_path / "zzz.png").unlink()

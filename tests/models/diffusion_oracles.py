@@ -18,8 +18,9 @@ from torch import nn
 
 
 class PointMassNet(nn.Module):
-    def __init__(self, schedule, y_star, parameterization="eps", delta=0.0, learned_c=None):
+    def __init__(self, schedule, y_star, parameterization="eps", delta=0.0, learned_c=None, levels=17):
         super().__init__()
+        self.levels = levels
         self.abar = schedule.alpha_bar
         self.T = schedule.timesteps
         self.register_buffer("y_star", y_star.double())
@@ -36,9 +37,14 @@ class PointMassNet(nn.Module):
         xt = x_t.double()
         eps = (xt - sa * self.y_star) / s1 + self.delta
         x0 = (xt - s1 * eps) / sa
-        out = {"eps": eps, "x0": x0, "v": sa * eps - s1 * x0}[self.parameterization]
+        if self.parameterization == "categorical":  # logits sure of x* (delta must be 0)
+            level = torch.round((self.y_star + 1) * (self.levels - 1) / 2).long()
+            onehot = torch.nn.functional.one_hot(level, self.levels).movedim(-1, 1).double()  # [1, K, C, ...]
+            out = (50.0 * onehot).flatten(1, 2).expand(x_t.shape[0], *([-1] * (x_t.dim() - 1)))
+        else:
+            out = {"eps": eps, "x0": x0, "v": sa * eps - s1 * x0}[self.parameterization]
         if self.c is not None:
-            out = torch.cat([out, self.c * torch.ones_like(out)], 1)
+            out = torch.cat([out, self.c * torch.ones_like(xt)], 1)
         return out
 
 

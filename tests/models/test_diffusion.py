@@ -148,6 +148,36 @@ def test_full_bound_of_a_point_mass_is_the_closed_form(x_star, variance, delta, 
     np.testing.assert_allclose(b.terms["reconstruction"].item(), recon, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("variance,c", [("fixed_large", None), ("learned_range", 0.3)])
+def test_categorical_posterior_of_a_sure_net_gives_the_closed_form(x_star, variance, c):
+    # logits sure of x*: the posterior mean is x* at every step, so the bound is the delta = 0 closed form
+    model = _point_model(x_star, parameterization="categorical", variance=variance, c=c, T=300)
+    b = model.bound(x_star.repeat(2, 1, 1, 1), generator=torch.Generator().manual_seed(0))
+    prior, diff, recon = closed_form_bound(model.schedule, K, x_star[0].numpy(), variance, 0.0,
+                                           0.0 if c is None else c)
+    np.testing.assert_allclose(b.terms["diffusion"].detach().numpy(), diff, rtol=1e-6)
+    np.testing.assert_allclose(b.terms["reconstruction"].detach().numpy(), recon, rtol=1e-6, atol=1e-12)
+    ce = model.loss(x_star.repeat(4, 1, 1, 1), generator=torch.Generator().manual_seed(0)).terms["mse"]
+    assert ce.max().item() < 1e-12  # cross-entropy of a sure, right posterior
+
+
+class ZeroLogits(torch.nn.Module):
+    def forward(self, x_t, t):
+        return torch.zeros(x_t.shape[0], K * x_t.shape[1], *x_t.shape[2:])
+
+
+def test_categorical_posterior_snaps_at_low_noise_without_the_net(x_star):
+    # zero logits: at step 1 the likelihood alone picks the level x_t came from
+    model = _point_model(x_star, parameterization="categorical", T=300)
+    model.net = ZeroLogits()
+    y0 = model.signed(x_star).repeat(8, 1, 1, 1)
+    one = torch.ones(8, dtype=torch.long)
+    x1 = model.q_sample(y0, one, torch.randn(y0.shape, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(model.decode(x1), x_star.repeat(8, 1, 1, 1))
+    with pytest.raises(UserError, match="discrete"):
+        registry.build("diffusion", {"parameterization": "categorical"}, None, (2,))
+
+
 @pytest.mark.parametrize("variance", ["fixed_large", "learned_range"])
 def test_parameterizations_agree_given_the_same_denoiser(x_star, variance):
     x = x_star.repeat(3, 1, 1, 1)

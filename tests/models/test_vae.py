@@ -224,5 +224,8 @@ def test_bad_options_are_refused_with_one_sentence(options, levels, shape):
 
 def test_unknown_estimator_is_refused():
     model = registry.build("vae", {"hidden": [8]}, 5, (4,))
+    x = torch.zeros(2, 4, dtype=torch.long)
     with pytest.raises(UserError, match="no estimator"):
-        model.bound(torch.zeros(2, 4, dtype=torch.long), estimator="exact")
+        model.bound(x, estimator="exact")
+    with pytest.raises(UserError, match="at least 1"):
+        model.bound(x, estimator="iwae", samples=0)

@@ -81,6 +81,10 @@ def test_bad_input_is_one_sentence_and_exit_2(run_dir, tmp_path, capsys):
     _refused(capsys, ["train", "independent", "--set", "lr=fast", "--run-dir", str(tmp_path / "c")],
              "config.lr must be a number")
     _refused(capsys, ["eval", str(tmp_path)], "not a lowerbound run directory")
+    _refused(capsys, ["train", "independent", "--precision", "fp16", "--device", "cpu", "--run-dir",
+                      str(tmp_path / "d")], "fp16 needs a GPU")
+    assert not (tmp_path / "d").exists(), "a refused run writes nothing"
+    _refused(capsys, ["train", "--resume", "--run-dir", str(tmp_path / "none")], "does not exist")
     # a new run into a non-empty directory is refused and nothing is touched
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
     _refused(capsys, ["train", "independent", *FAST, "--run-dir", str(run_dir)], "pass --resume")

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import torch
 from torch import Tensor
 
 from ..errors import UserError
@@ -45,6 +46,16 @@ class Dataset:
             if tuple(t.shape[1:]) != tuple(self.shape):
                 raise UserError(f"The {split} split of {self.name} has shape {tuple(t.shape[1:])}, "
                                 f"expected {tuple(self.shape)}.")
+            if self.levels is not None:
+                if t.is_floating_point() or t.is_complex():
+                    raise UserError(f"The {split} split of {self.name} holds {t.dtype} values; "
+                                    f"discrete data are integer levels 0..{self.levels - 1}.")
+                if t.numel() and (t.min() < 0 or t.max() > self.levels - 1):
+                    raise UserError(f"The {split} split of {self.name} holds values outside "
+                                    f"0..{self.levels - 1}.")
+            elif not t.is_floating_point() or not torch.isfinite(t).all():
+                raise UserError(f"The {split} split of {self.name} must hold finite floats, since "
+                                "it has no levels.")
 
     @property
     def dims(self) -> int:

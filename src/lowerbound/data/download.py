@@ -13,14 +13,20 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from ..errors import UserError
 
 CHUNK = 1 << 20
+
+
+def _temp_beside(dest: Path) -> tuple[int, Path]:
+    """An open (fd, path) for a new file beside dest, with the umask's usual mode (not 0600)."""
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.part"
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
 
 
 def md5_of(path: str | Path) -> str:
@@ -60,9 +66,9 @@ def _stream(url: str, dest: Path, progress: bool) -> Path:
     """Write the URL's bytes to a temporary file beside dest; returns its path."""
     from tqdm import tqdm
 
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp = _temp_beside(dest)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, file=sys.stderr,
                       disable=not progress) as bar:
@@ -92,7 +98,7 @@ def extract_members(archive: Path, members: dict[str, Path]) -> None:
                     raise UserError(f"{archive} member {name} is not a regular file.")
                 source = tar.extractfile(info)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+                fd, tmp = _temp_beside(target)
                 try:
                     with os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(source, out, CHUNK)

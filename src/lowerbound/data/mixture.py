@@ -40,6 +40,7 @@ def random_mixture(dim: int, components: int = 8, seed: int = 0) -> GaussianMixt
     tril[:, np.arange(dim), np.arange(dim)] = diag
     truth = GaussianMixtureTruth(f"mixture:{dim}", torch.from_numpy(weights), torch.from_numpy(means),
                                  torch.from_numpy(tril))
+    truth.mc_samples = 2**18  # d dimensions: d times the cost per draw of a 2-D truth
     return truth
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,8 +30,8 @@ def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # a fresh unique name rather than mkstemp, whose 0600 mode would outlive the rename
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -101,13 +101,15 @@ def save_scatter(path: str | Path, points, title: str | None = None, reference=N
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    pts = _points(points, "points")
+    pts, dropped = _points(points, "points")
+    if dropped:  # say so on the picture rather than hide it
+        title = f"{title or ''} ({dropped} non-finite points not drawn)".strip()
     fig = Figure(figsize=(5, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     size = max(0.5, min(8.0, 3000.0 / max(len(pts), 1)))
     if reference is not None:
-        ref = _points(reference, "reference")
+        ref, _ = _points(reference, "reference")
         ax.scatter(ref[:, 0], ref[:, 1], s=size, c="0.75", linewidths=0, label="reference")
     ax.scatter(pts[:, 0], pts[:, 1], s=size, c="C0", linewidths=0, label="points")
     if reference is not None:
@@ -124,11 +126,12 @@ def save_scatter(path: str | Path, points, title: str | None = None, reference=N
     return Path(path)
 
 
-def _points(points, what: str) -> np.ndarray:
+def _points(points, what: str) -> tuple[np.ndarray, int]:
+    """The finite rows of an [N, 2] array, and how many were not finite."""
     pts = torch.as_tensor(points).detach().cpu().double().numpy()
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise UserError(f"The {what} of a scatter plot must have shape [N, 2], got {pts.shape}.")
     finite = np.isfinite(pts).all(axis=1)
     if not finite.any():
         raise UserError(f"The {what} of a scatter plot has no finite point to draw.")
-    return pts[finite]  # a sampler's rare inf must not sink the whole picture
+    return pts[finite], int((~finite).sum())  # a sampler's rare inf must not sink the picture

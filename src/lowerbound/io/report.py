@@ -41,10 +41,17 @@ def bound_table(results: dict[str, dict[str, Any]]) -> list[str]:
     for split, r in results.items():
         lo, hi = r.get("interval", [None, None])
         cells = [split, _num(r.get(key)), _num(r.get("stderr")), f"[{_num(lo)}, {_num(hi)}]",
-                 str(r.get("estimator", "?")) + (" (exact)" if r.get("exact") else " (bound)")]
+                 _estimator(r)]
         cells += [_num(_value(r.get("terms", {}).get(t))) for t in terms]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _estimator(r: dict[str, Any]) -> str:
+    name = str(r.get("estimator", "?"))
+    if r.get("exact"):
+        return name if name == "exact" else f"{name} (exact)"
+    return f"{name} (upper bound)"
 
 
 def render(info: dict[str, Any]) -> str:

@@ -156,7 +156,9 @@ class Gaussian(_Density):
 @dataclass
 class GaussianMixtureConfig:
     """scikit-learn's GaussianMixture with full covariances.  copies: dequantized copies of discrete
-    training data it is fitted to; restarts: its n_init (best training likelihood)."""
+    training data it is fitted to; restarts: its n_init (best training likelihood); threads: the
+    BLAS/OpenMP threads it may use (1 by default: at these sizes more threads only contend, 10x
+    slower on a shared 2-core machine; 0 leaves the libraries' default)."""
 
     components: int = 8
     restarts: int = 1
@@ -164,8 +166,11 @@ class GaussianMixtureConfig:
     reg_covar: float = 1e-6
     copies: int = 4
     seed: int = 0
+    threads: int = 1
 
     def __post_init__(self):
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
         if min(self.components, self.restarts, self.iterations, self.copies) < 1:
             raise ValueError("components, restarts, iterations and copies must be >= 1")
         if self.reg_covar < 0:
@@ -192,7 +197,7 @@ class GaussianMixture(_Density):
                             f"examples for {cfg.components} components, got {len(y)}.")
         gm = SkMixture(cfg.components, covariance_type="full", reg_covar=cfg.reg_covar,
                        max_iter=cfg.iterations, n_init=cfg.restarts, random_state=cfg.seed)
-        gm.fit(y.numpy())
+        gm.fit(y.numpy())  # under _Baseline.fit's thread limit
         cov = torch.from_numpy(gm.covariances_)
         self.log_weights.copy_(torch.from_numpy(gm.weights_).log())
         self.means.copy_(torch.from_numpy(gm.means_))

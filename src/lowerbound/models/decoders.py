@@ -60,12 +60,11 @@ class Decoder(nn.Module):
 
     name: ClassVar[str] = "?"
     discrete: ClassVar[bool] = True  # log_prob is an exact discrete log-probability
+    num_params: int = 1  # P: numbers the net emits per data dimension
 
     def __init__(self, levels: int | None, shape: tuple[int, ...]):
         super().__init__()
         self.levels, self.shape = levels, shape
-
-    num_params: int = 1
 
     def log_prob(self, x: Tensor, out: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError

@@ -180,16 +180,16 @@ class VAE(GenerativeModel):
         variance = that average's variance when samples >= 2) and kl (closed form).
         "iwae": term nll = -log (1/K) sum_k w_k with K = `samples` (default config.eval_samples),
         named "iwae-k=K"; extras elbo (the K-draw ELBO's bound, nats) and gap = elbo - nll >= 0;
-        variance = the delta-method variance of the log of the mean weight, (K sum w^2 / (sum w)^2
-        - 1) / (K - 1), which is 1/ESS - 1/K scaled; a first-order measure of the estimate's noise.
+        variance = the delta-method variance of the log of the mean weight, (K / ESS - 1) / (K - 1)
+        with ESS = (sum w)^2 / sum w^2; a first-order measure of the estimate's own noise.
         """
         estimator = estimator or self.estimators[0]
         if estimator not in self.estimators:
             raise UserError(f"The VAE has no estimator {estimator!r}; choose one of: "
                             f"{', '.join(self.estimators)}.")
-        n = self.config.eval_samples if samples is None and estimator == "iwae" else (samples or 1)
-        if n < 1:
-            raise UserError(f"samples must be >= 1, got {n}.")
+        if samples is not None and samples < 1:
+            raise UserError(f"The number of samples must be at least 1, got {samples}.")
+        n = samples if samples is not None else (self.config.eval_samples if estimator == "iwae" else 1)
         if estimator == "iwae":
             return self._iwae_bound(x, n, generator)
         q = self.posterior(x)

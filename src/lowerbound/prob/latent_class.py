@@ -65,9 +65,7 @@ class LatentClass:
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Bayes rule in log space: ([B, C] log p(z | x), [B] log p(x)) in nats."""
-        joint = self.log_joint(x)
-        log_evidence = torch.logsumexp(joint, dim=1)
-        return joint - log_evidence[:, None], log_evidence
+        return _bayes(self.log_joint(x))
 
     def log_prob(self, x: Tensor) -> Tensor:
         """[B, D] -> [B] exact log p(x) in nats."""
@@ -77,9 +75,7 @@ class LatentClass:
         """[B] ELBO(q) = sum_c q(c|x) [log p(x, c) - log q(c|x)] in nats, for any q given as [B, C] logs.
 
         Equals log p(x) - KL(q || p(z|x)); terms with q = 0 contribute 0 (the limit of q log q)."""
-        q = log_q.exp()
-        integrand = torch.where(q > 0, self.log_joint(x) - log_q, torch.zeros_like(log_q))
-        return (q * integrand).sum(1)
+        return _elbo(self.log_joint(x), log_q)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Ancestral sampling: ([n, D] long levels x, [n] long components z)."""
@@ -96,6 +92,18 @@ class LatentClass:
         theta = torch.where(alpha > 0, alpha * self.log_probs, torch.zeros_like(self.log_probs)).sum()
         pi = alpha_weights * self.log_weights.sum() if alpha_weights > 0 else 0.0
         return theta + pi
+
+
+def _bayes(joint: Tensor) -> tuple[Tensor, Tensor]:
+    """[B, C] log p(x, z) -> ([B, C] log p(z | x), [B] log p(x)), normalized by logsumexp."""
+    log_evidence = torch.logsumexp(joint, dim=1)
+    return joint - log_evidence[:, None], log_evidence
+
+
+def _elbo(joint: Tensor, log_q: Tensor) -> Tensor:
+    """[B] sum_c q(c) [log p(x, c) - log q(c)], with 0 log 0 = 0."""
+    q = log_q.exp()
+    return (q * torch.where(q > 0, joint - log_q, torch.zeros_like(log_q))).sum(1)
 
 
 def m_step(x: Tensor, log_q: Tensor, levels: int, alpha: float | Tensor = 0.0,
@@ -137,7 +145,7 @@ def marginal_pseudocounts(x: Tensor, levels: int, strength: float) -> Tensor:
 class EMTrace:
     """One number per EM iteration (nats per example, means over the data):
     elbo_e: ELBO right after the E-step (= mean log p(x), the KL being 0),
-    elbo_m: ELBO right after the M-step with q held fixed,
+    elbo_m: ELBO right after the M-step with q held fixed (one fewer: read at the next E-step),
     objective: elbo_e + log prior / n, the quantity MAP EM never decreases."""
 
     elbo_e: list[float]
@@ -159,8 +167,12 @@ def fit_em(x: Tensor, init: LatentClass | Tensor, levels: int, *, iterations: in
     model = init if isinstance(init, LatentClass) else m_step(x, init, levels, alpha, alpha_weights,
                                                                onehot=onehot)
     trace = EMTrace([], [], [])
+    log_q = None
     for it in range(iterations):
-        log_q, log_evidence = model.posterior(x)  # E-step: q = exact posterior
+        joint = model.log_joint(x)  # [B, C] under the current parameters
+        if log_q is not None:  # the previous q under the parameters its M-step chose
+            trace.elbo_m.append(_elbo(joint, log_q).mean().item())
+        log_q, log_evidence = _bayes(joint)  # E-step: q = exact posterior
         trace.elbo_e.append(log_evidence.mean().item())
         trace.objective.append(trace.elbo_e[-1] + model.log_prior(alpha, alpha_weights).item() / n)
         if callback is not None and callback(it, model):
@@ -168,5 +180,4 @@ def fit_em(x: Tensor, init: LatentClass | Tensor, levels: int, *, iterations: in
         if it > 0 and trace.objective[-1] - trace.objective[-2] < tol:
             break
         model = m_step(x, log_q, levels, alpha, alpha_weights, onehot=onehot)  # M-step
-        trace.elbo_m.append(model.elbo(x, log_q).mean().item())
     return model, trace

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from ..prob.units import LN2
 from . import runtime
 from .config import TrainConfig
@@ -50,6 +51,15 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int, _cache: dict | 
     return perm[i * batch_size:(i + 1) * batch_size]
 
 
+def check_runtime(cfg: TrainConfig, rt: runtime.Runtime) -> None:
+    """Refuse settings this machine cannot run, before anything is written."""
+    if cfg.batch_size % rt.world:
+        raise UserError(f"The batch size {cfg.batch_size} must be divisible by the number of "
+                        f"processes ({rt.world}) so the global batch stays the same.")
+    if cfg.precision == "fp16" and rt.device.type == "cpu":
+        raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
+
+
 class _Objective(nn.Module):
     """forward = the model's training loss terms, so DistributedDataParallel hooks the backward."""
 
@@ -66,13 +76,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, rt: runtime.Runtime, model: nn.Module, train_x: Tensor,
                  valid_x: Tensor | None, files=None, *, progress: bool = True):
-        if cfg.batch_size % rt.world:
-            from ..errors import UserError
-            raise UserError(f"The batch size {cfg.batch_size} must be divisible by the number of "
-                            f"processes ({rt.world}) so the global batch stays the same.")
-        if cfg.precision == "fp16" and rt.device.type == "cpu":
-            from ..errors import UserError
-            raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
+        check_runtime(cfg, rt)
         self.cfg, self.rt, self.files, self.progress = cfg, rt, files, progress
         self.model = model.to(rt.device)
         self.train_x, self.valid_x = train_x, valid_x
@@ -88,7 +92,7 @@ class Trainer:
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         self.eval_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self._acc: Tensor | None = None
+        self._acc: list[float] | None = None
         self._perm: dict = {}
         self._loss_gen = torch.Generator(device=rt.device)
         self._acc_steps = 0
@@ -102,34 +106,36 @@ class Trainer:
         return torch.autocast(self.rt.device.type, dtype=AMP_DTYPES[self.cfg.precision])
 
     def train_step(self) -> None:
+        """One update.  Few tensor operations beyond the model's own: at digits sizes each costs
+        about as much as the arithmetic (benchmarks.md), so sums and checks are done on floats."""
         cfg, rt, st = self.cfg, self.rt, self.state
         s = st.step
         idx = batch_indices(len(self.train_x), cfg.batch_size, cfg.seed, s, self._perm)
-        x = self.train_x[idx[rt.rank::rt.world]].to(rt.device, non_blocking=True)
+        x = self.train_x[idx[rt.rank::rt.world] if rt.distributed else idx]
+        if x.device != rt.device:
+            x = x.to(rt.device, non_blocking=True)
         runtime.seed_global(runtime.derive_seed(cfg.seed, "global", rt.rank, s), rt.device)  # dropout
         g = self._loss_gen
         g.manual_seed(runtime.derive_seed(cfg.seed, "loss", rt.rank, s))
         lr = cfg.lr_at(s)
         for group in st.optimizer.param_groups:
             group["lr"] = lr
-        self.model.train()
         with self._autocast():
-            terms = self.objective(x, g)
-        means = torch.stack([t.float().mean() for t in terms.values()])
-        loss = means.sum()
+            terms = self.objective(x, g) if rt.distributed else self.model.loss(x, generator=g).terms
+        means = [t.float().mean() for t in terms.values()]
+        loss = means[0] if len(means) == 1 else torch.stack(means).sum()
         st.optimizer.zero_grad(set_to_none=True)
         (st.scaler.scale(loss) if st.scaler else loss).backward()
         if st.scaler:
             st.scaler.unscale_(st.optimizer)
-        clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True).detach().float()
-        checked = torch.cat([means.detach(), norm.reshape(1) if st.scaler is None else norm.new_zeros(1)])
-        if not bool(torch.isfinite(checked).all()):
+        values = torch.stack(means).tolist() if len(means) > 1 else [loss.item()]
+        norm = self._clip(cfg.grad_clip)
+        if not all(map(math.isfinite, values)) or (st.scaler is None and not math.isfinite(norm)):
             last = self.files.last_checkpoint if self.files is not None else None
-            check_finite(s, dict(zip(terms, means.detach())), None if st.scaler else norm,
-                         checkpoint=str(last) if last else None)
+            check_finite(s, dict(zip(terms, map(torch.tensor, values))),
+                         None if st.scaler else torch.tensor(norm), checkpoint=str(last) if last else None)
         if st.scaler:
-            st.scaler.step(st.optimizer)
+            st.scaler.step(st.optimizer)  # skips the update when the scaled gradients overflowed
             st.scaler.update()
         else:
             st.optimizer.step()
@@ -137,10 +143,22 @@ class Trainer:
             st.ema.update(self.model)
         st.step += 1
         st.examples += cfg.batch_size
-        row = torch.cat([loss.detach().reshape(1), means.detach(), norm.reshape(1)])
-        self._acc = row if self._acc is None else self._acc + row
+        row = [sum(values), *values, norm]
+        self._acc = row if self._acc is None else [a + b for a, b in zip(self._acc, row)]
         self._acc_steps += 1
         self._names = list(terms)
+
+    def _clip(self, max_norm: float) -> float:
+        """Total gradient 2-norm (before clipping); gradients are scaled down to max_norm when above
+        it (max_norm 0: no clipping).  The same rule as torch.nn.utils.clip_grad_norm_."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return 0.0
+        norms = torch._foreach_norm(grads)
+        total = (norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))).item()
+        if max_norm > 0 and math.isfinite(total) and total > max_norm:
+            torch._foreach_mul_(grads, max_norm / (total + 1e-6))
+        return total
 
     # ------------------------------------------------------------------ evaluation and logging
     def evaluate(self) -> float | None:
@@ -155,7 +173,8 @@ class Trainer:
         return self.last_valid
 
     def log_row(self, lr: float, seconds: float, valid: float | None) -> dict:
-        acc = runtime.mean_over_ranks(self._acc / self._acc_steps, self.rt).tolist()
+        mean = torch.tensor(self._acc, dtype=torch.float64, device=self.rt.device) / self._acc_steps
+        acc = runtime.mean_over_ranks(mean, self.rt).tolist()
         n = self._acc_steps * self.cfg.batch_size
         row = {"step": self.state.step, "time": round(self.state.elapsed, 3),
                "examples_per_s": round(n / seconds, 1) if seconds > 0 else None,
@@ -176,6 +195,7 @@ class Trainer:
                    file=sys.stderr, unit="step", dynamic_ncols=True, leave=False)
         reason = "steps"
         seconds = 0.0
+        self.model.train()
         with StopSignals() as signals:
             while st.step < cfg.steps:
                 t0 = time.perf_counter()

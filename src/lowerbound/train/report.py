@@ -79,7 +79,7 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
     info["diagnostics"] = diagnostics(model, x)
     images = {}
     for caption, path in (("Loss curve", loss_curve(files, unit)),
-                          ("Samples (final weights, fixed seed)",
+                          ("Samples (exported weights, fixed seed)",
                            save_samples(files.path / "samples" / "final.png", model, cfg.num_samples)
                            if cfg.num_samples else None),
                           ("Reconstructions (inputs above, reconstructions below)",
@@ -92,8 +92,8 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
              "steps": info.get("steps"), "stopped by": info.get("stopped"),
              "weights scored": info.get("selected")}
     if info.get("examples_per_s"):
-        facts["training throughput (examples/s)"] = round(info["examples_per_s"], 1)
-        facts["training time (s)"] = round(info.get("train_seconds", 0.0), 1)
+        facts["training throughput (examples/s)"] = f"{info['examples_per_s']:.0f}"
+        facts["training time (s)"] = f"{info.get('train_seconds', 0.0):.1f}"
     notes = [f"Train is scored on its first {results['train'].get('n', '?')} examples (as many as the "
              "test set); validation is the held-out fraction of train. Every number is an upper bound "
              "on -log P(x) unless its estimator is exact; the interval is over examples."

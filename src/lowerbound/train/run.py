@@ -25,7 +25,7 @@ from ..models import registry
 from . import runtime
 from .config import SCHEMA, TrainConfig, resolve
 from .load import averaged_weights
-from .loop import Trainer
+from .loop import Trainer, check_runtime
 from .report import write_report
 from .rundir import BEST, EXPORT, RunDir, read_config, stderr_log
 
@@ -92,6 +92,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bo
         model = registry.build(cfg.family, cfg.model, dataset.levels, dataset.shape)
         resolved = {**cfg.to_dict(), "model": _model_options(model, cfg),
                     "layout": {"levels": dataset.levels, "shape": list(dataset.shape)}}
+        if model.fit_mode != "fit":
+            check_runtime(cfg, rt)
         files = RunDir(run_dir, cfg.keep, cfg.num_samples) if rt.is_main else None
         if files is not None and not resume:
             files.create(resolved)
@@ -126,7 +128,9 @@ def _fit(model, train_x, valid_x, rt, progress) -> dict:
 def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress) -> dict[str, Any]:
     trainer = Trainer(cfg, rt, model, train_x, valid_x if len(valid_x) else None, files, progress=progress)
     if resume:  # every process reads the same state (the run directory must be shared)
-        trainer.state.load_state_dict(checkpoint.load_latest(run_dir / "checkpoints", map_location=rt.device))
+        ckpts = run_dir / "checkpoints"
+        if checkpoint.latest_path(ckpts) is not None:  # else: stopped before its first checkpoint
+            trainer.state.load_state_dict(checkpoint.load_latest(ckpts, map_location=rt.device))
         if files is not None:
             files.metrics.truncate_after(trainer.state.step)
             stderr_log(f"resuming at step {trainer.state.step} of {cfg.steps}.")
@@ -155,7 +159,8 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
     model.eval()
     meta = {"family": cfg.family, "data": cfg.data, "levels": dataset.levels,
             "shape": list(dataset.shape), "model": _model_options(model, cfg),
-            "weights": ("ema " if cfg.ema_decay > 0 and model.fit_mode != "fit" else "") + info["selected"]}
+            "weights": ("ema " if cfg.ema_decay > 0 and model.fit_mode != "fit" else "") + info["selected"],
+            "config": cfg.to_dict()}
     export.save(files.path / EXPORT, model.state_dict(), meta)
     results = score_splits(cfg, rt, model, dataset, train_x, valid_x, progress)
     write_report(cfg, files, model, dataset, results, info)

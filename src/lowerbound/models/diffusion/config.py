@@ -76,9 +76,10 @@ class _Flat(nn.Module):
         return out.reshape(x.shape[0], -1, *self.shape[1:])
 
 
-def make_net(config: DiffusionConfig, shape: tuple[int, ...]) -> nn.Module:
-    """The denoising network for examples of `shape`, with twice the channels for learned variances."""
-    mult = 2 if config.variance == "learned_range" else 1
+def make_net(config: DiffusionConfig, levels: int | None, shape: tuple[int, ...]) -> nn.Module:
+    """The denoising network for examples of `shape`, with the output channels Diffusion.net_channels
+    asks for (twice the input's for learned variances, K times for categorical)."""
+    mult = Diffusion.net_channels(1, levels, config.parameterization, config.variance)
     kind = config.net
     if kind == "auto":
         kind = "unet" if len(shape) == 3 else "mlp"
@@ -105,7 +106,9 @@ def make_net(config: DiffusionConfig, shape: tuple[int, ...]) -> nn.Module:
 @register("diffusion", DiffusionConfig,
           "discrete-time diffusion (DDPM), trained by L_simple, the bound, or both; DDPM bound in bits/dim")
 def build(config: DiffusionConfig, levels: int | None, shape: tuple[int, ...]) -> Diffusion:
-    return Diffusion(make_net(config, shape), levels=levels, shape=shape, timesteps=config.timesteps,
+    if config.parameterization == "categorical" and levels is None:
+        raise UserError("parameterization categorical needs discrete data (levels); use eps, x0 or v.")
+    return Diffusion(make_net(config, levels, shape), levels=levels, shape=shape, timesteps=config.timesteps,
                      schedule=config.schedule, parameterization=config.parameterization,
                      variance=config.variance, loss=config.loss,
                      timestep_sampling=config.timestep_sampling, hybrid_weight=config.hybrid_weight,

@@ -3,6 +3,11 @@
 Ho et al. 2020, "Denoising Diffusion Probabilistic Models" (eq. 5, the bound; eq. 14, L_simple) and
 Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models" (learned_range variances,
 the hybrid loss, importance-sampled timesteps).  The v parameterization is Salimans & Ho 2022.
+The "categorical" parameterization (discrete data only) reads the net's output as K logits per
+dimension, adds the exact Gaussian log-likelihood log q(x_t | x_0 = level k) of each level and takes
+x0_hat as the mean level under that posterior: at low noise the likelihood snaps x0_hat to the level
+x_t came from, so the net need not learn the sawtooth that eps would be there (the same idea as the
+decoder of Kingma et al. 2021's VDM, used at every step).
 
     -log P(x) <= KL(q(x_T|x_0) || N(0, I))                                    prior
                + sum_{t=2..T} E_q KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t))     diffusion
@@ -31,7 +36,7 @@ from .gaussian import discretized_gaussian_log_likelihood, gaussian_log_density,
 from .schedule import Schedule, ScheduleName
 from .timesteps import TimestepSampler, TimestepSampling
 
-Parameterization = Literal["eps", "x0", "v"]
+Parameterization = Literal["eps", "x0", "v", "categorical"]
 Variance = Literal["fixed_small", "fixed_large", "learned_range"]
 LossName = Literal["simple", "vlb", "hybrid"]
 
@@ -59,7 +64,10 @@ class Diffusion(GenerativeModel):
                  timestep_sampling: TimestepSampling = "uniform", hybrid_weight: float = 1e-3,
                  clip_x0: bool = False, chunk: int = 4096, config=None):
         super().__init__(levels=levels, shape=shape, config=config)
-        self.parameterization = _choice(parameterization, ("eps", "x0", "v"), "parameterization")
+        self.parameterization = _choice(parameterization, ("eps", "x0", "v", "categorical"),
+                                        "parameterization")
+        if self.parameterization == "categorical" and levels is None:
+            raise UserError("parameterization categorical needs discrete data (levels); use eps, x0 or v.")
         self.variance = _choice(variance, ("fixed_small", "fixed_large", "learned_range"), "variance")
         self.loss_name = _choice(loss, ("simple", "vlb", "hybrid"), "loss")
         _choice(timestep_sampling, ("uniform", "importance"), "timestep sampling")
@@ -96,22 +104,46 @@ class Diffusion(GenerativeModel):
         abar = self._c("alpha_bar", i, y0.dim())
         return (abar.sqrt() * y0 + (1 - abar).sqrt() * noise).to(y0.dtype)
 
+    @staticmethod
+    def net_channels(channels: int, levels: int | None, parameterization: str, variance: str) -> int:
+        """Output channels the net needs for inputs of `channels` channels: the mean's (K per channel
+        for categorical) plus one per channel for learned_range's interpolation weights."""
+        mean = channels * (levels if parameterization == "categorical" else 1)
+        return mean + (channels if variance == "learned_range" else 0)
+
     def _net(self, x_t: Tensor, i: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.net(x_t, i.to(x_t.dtype) / self.timesteps)
-        m = 2 if self.variance == "learned_range" else 1
-        if out.shape != (x_t.shape[0], m * x_t.shape[1], *x_t.shape[2:]):
-            raise ValueError(f"the net returned shape {tuple(out.shape)}; variance {self.variance} needs "
-                             f"{m} x the input's channels, [B, {m * x_t.shape[1]}, ...]")
+        c = x_t.shape[1]
+        need = self.net_channels(c, self.levels, self.parameterization, self.variance)
+        if out.shape != (x_t.shape[0], need, *x_t.shape[2:]):
+            raise ValueError(f"the net returned shape {tuple(out.shape)}; {self.parameterization} with "
+                             f"{self.variance} needs [B, {need}, ...]")
         if self.variance == "learned_range":
-            return out.chunk(2, dim=1)
+            mean, var = out.split([need - c, c], dim=1)
+            return mean, var
         return out, None
+
+    def _log_posterior(self, x_t: Tensor, i: Tensor, logits: Tensor) -> Tensor:
+        """categorical: log p(x_0 = level k | x_t) [B, K, *shape] float64, net logits + log q(x_t | k)."""
+        xt = x_t.double()[:, None]
+        logits = logits.double().reshape(x_t.shape[0], self.levels, *x_t.shape[1:])
+        abar = self._c("alpha_bar", i, xt.dim())
+        centres = torch.linspace(-1.0, 1.0, self.levels, dtype=torch.float64, device=xt.device)
+        centres = centres.reshape(1, -1, *([1] * (xt.dim() - 2)))
+        loglik = -(xt - abar.sqrt() * centres) ** 2 / (2 * (1 - abar))
+        return torch.log_softmax(logits + loglik, dim=1)
 
     def _x0_eps(self, x_t: Tensor, i: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
         """The net's output read as (x0_hat, eps_hat), float64, per the parameterization."""
         xt, o = x_t.double(), out.double()
         abar = self._c("alpha_bar", i, xt.dim())
         sa, s1 = abar.sqrt(), (1 - abar).sqrt()
-        if self.parameterization == "eps":
+        if self.parameterization == "categorical":
+            centres = torch.linspace(-1.0, 1.0, self.levels, dtype=torch.float64, device=xt.device)
+            post = self._log_posterior(x_t, i, out).exp()
+            x0 = (post * centres.reshape(1, -1, *([1] * (xt.dim() - 1)))).sum(1)
+            eps = (xt - sa * x0) / s1
+        elif self.parameterization == "eps":
             x0, eps = (xt - s1 * o) / sa, o
         elif self.parameterization == "x0":
             x0, eps = o, (xt - sa * o) / s1
@@ -181,7 +213,8 @@ class Diffusion(GenerativeModel):
     # ------------------------------------------------------------------ the terms of the bound
     def _terms(self, y0: Tensor, x: Tensor, i: Tensor, noise: Tensor,
                freeze_mean: bool = False) -> tuple[Tensor, Tensor]:
-        """One net call: (L_i [N] nats float64, mse [N] of the parameterization's own target).
+        """One net call: (L_i [N] nats float64, mse [N] of the parameterization's own target; for
+        categorical, the cross-entropy of the true level in nats per dimension).
 
         L_i is KL(q(x_{i-1}|x_i, x_0) || p(x_{i-1}|x_i)) for i >= 2 and -log p(x_0|x_1) for i = 1, each
         summed over dimensions.  freeze_mean stops L_i's gradient to the mean (the hybrid loss)."""
@@ -197,6 +230,9 @@ class Diffusion(GenerativeModel):
         else:
             nll = -discretized_gaussian_log_likelihood(x, p["mean"], 0.5 * p["logvar"], self.levels)
         loss_i = torch.where(i == 1, nll.flatten(1).sum(1), kl)
+        if self.parameterization == "categorical":  # cross-entropy of the true level, nats per dim
+            log_post = self._log_posterior(x_t, i, out)
+            return loss_i, -log_post.gather(1, x[:, None].long()).flatten(1).mean(1)
         abar = self._c("alpha_bar", i, nd)
         target = {"eps": noise, "x0": y0,
                   "v": abar.sqrt() * noise - (1 - abar).sqrt() * y0}[self.parameterization]
@@ -265,7 +301,8 @@ class Diffusion(GenerativeModel):
     def loss(self, x: Tensor, *, generator: torch.Generator | None = None) -> Bound:
         """Training objective per example, one step per example drawn by the timestep sampler.
 
-        simple: mse of the parameterization's own target (eps, x0 or v), estimator "l_simple".
+        simple: mse of the parameterization's own target (eps, x0 or v; categorical: cross-entropy of
+        the true level), estimator "l_simple".
         vlb: the unbiased one-step estimate of the bound, L_t / p_t, estimator "vlb-mc-k=1".
         hybrid: mse + hybrid_weight * T * L_t in bits/dim with the mean frozen in L_t (so the bound
         trains only the variance), both weighted by 1 / (T p_t), estimator "hybrid"."""
