@@ -85,15 +85,16 @@ def table(rows: list[dict]) -> str:
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         first = row["runs"][0]["results"]
-        est, res = next(iter(first.items()))
+        est = next(iter(first))
         tighter = "; ".join(f"{v['bits_per_dim']:.4f} ({k})" for k, v in list(first.items())[1:]) or "-"
         value = row["median_bits_per_dim"]
+        stderr = statistics.median(next(iter(r["results"].values()))["stderr"] for r in row["runs"])
         if len(row["runs"]) > 1:
             vals = ", ".join(f"{next(iter(r['results'].values()))['bits_per_dim']:.4f}" for r in row["runs"])
             est = f"{est}; median of seeds [{vals}]"
         ref = "-" if row["reference"] is None else f"{row['reference']:.3f}"
         fit = statistics.median(r["fit_seconds"] for r in row["runs"])
-        out.append(f"| {row['model']} | {value:.4f} | {res['stderr']:.4f} | {est} | {tighter} | {ref} "
+        out.append(f"| {row['model']} | {value:.4f} | {stderr:.4f} | {est} | {tighter} | {ref} "
                    f"| {fit:.1f} | {row['parameters']} |")
     return "\n".join(out)
 

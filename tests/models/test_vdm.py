@@ -73,6 +73,19 @@ def test_point_mass_with_exact_denoiser_has_zero_diffusion_loss_and_closed_form_
     assert b.terms["reconstruction"].max() < 1e-9
 
 
+def test_x_parameterization_with_exact_point_mass_denoiser_is_exact():
+    y_star = torch.tensor([[-1.0, 0.25, 1.0]], dtype=F64)
+
+    class PointX(nn.Module):
+        def forward(self, z, t):
+            return y_star.expand_as(z)
+
+    m = _model(17, (3,), lambda c: PointX(), parameterization="x")
+    _randomize_schedule(m, 4)
+    x = torch.tensor([[0, 10, 16]]).repeat(32, 1)
+    assert m.loss(x).terms["diffusion"].abs().max() < 1e-6
+
+
 def test_point_mass_sampler_returns_the_point():
     x_star = torch.tensor([[[3, 9], [16, 0]]])
     m = _model(17, (1, 2, 2), lambda c: ExactDenoiser(c, to_signed(x_star, 17).to(F64), 0.0))

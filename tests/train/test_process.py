@@ -1,7 +1,6 @@
 """Real processes: SIGKILL then --resume is bitwise exact; SIGTERM saves and says how to resume;
 torchrun with 2 CPU processes (gloo) follows the single-process loss curve."""
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -109,4 +108,3 @@ def test_torchrun_two_cpu_processes_follow_the_single_process_curve(tmp_path):
     sa, sb = _final_state(single), _final_state(ddp)
     torch.testing.assert_close(sb["model"]["logits"], sa["model"]["logits"], rtol=1e-4, atol=1e-5)
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
-    shutil.rmtree(tmp_path)

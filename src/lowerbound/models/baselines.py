@@ -196,7 +196,8 @@ class CategoricalMixtureConfig:
     (pseudocounts strength * pooled marginal of x_d) or "uniform" (strength / K per level).
     strengths: candidate prior strengths; restarts: random starts per strength; the pair with the
     best validation likelihood wins (valid_fraction of train is held out when fit() gets no
-    valid); refit: then continue EM from it on train + valid.  alpha_weights: pseudocount on pi.
+    valid); refit: then continue EM from it on train + valid (a valid bound measured afterwards
+    is then no longer held out: fit() says so with "refit_on_valid").  alpha_weights: pseudocount on pi.
     tol: nats per example.  threads: torch threads while fitting (0: as they are)."""
 
     components: int = 20
@@ -276,7 +277,7 @@ class CategoricalMixture(_Baseline):
         self.log_weights.copy_(model.log_weights)
         self.log_probs.copy_(model.log_probs)
         return {"strength": strength, "restart": restart, "iterations": iterations,
-                "selection_valid_bits_per_dim": scores}
+                "refit_on_valid": cfg.refit, "selection_valid_bits_per_dim": scores}
 
     def bound(self, x, *, estimator=None, samples=None, generator=None) -> Bound:
         """[B] nats, the ELBO with q(z|x) the exact posterior, which equals -log p(x):

@@ -54,7 +54,9 @@ class VDMConfig:
     bin (-7.76 for K = 17); -13.3 for continuous data.  fourier: exponents n of the extra input
     features sin(2^n 2pi z), cos(2^n 2pi z); None: (n0, n0 + 1) with 2^n0 ~ (K - 1) / 2, so the
     first feature's period is one bin (the paper's 7, 8 for K = 256), none for continuous data.
-    bound_samples: default k of bound().
+    parameterization: what the net predicts, "eps" (the paper's) or "x" (eps_hat = (z - alpha
+    x_hat) / sigma: with Fourier features, denoising at high SNR is then nearly linear in the
+    features and needs no 1/sigma gain).  bound_samples: default k of bound().
     sample_steps: T of the ancestral sampler.  width/depth/emb_dim: the TimeMLP (net "mlp");
     unet_channels: the UNet's base width (net "unet"); dropout: either.
     scale: continuous data only, y = x / scale."""
@@ -66,6 +68,7 @@ class VDMConfig:
     schedule_hidden: int = 1024
     fourier: tuple[int, ...] | None = None
     net: Literal["mlp", "unet"] = "mlp"
+    parameterization: Literal["eps", "x"] = "eps"
     width: int = 512
     unet_channels: int = 32
     depth: int = 3
@@ -171,7 +174,12 @@ class VDM(GenerativeModel):
             ang = z.unsqueeze(2) * freqs.view(1, 1, -1, *[1] * (z.dim() - 2))
             feats = torch.cat([torch.sin(ang), torch.cos(ang)], 2).flatten(1, 2)
             h = torch.cat([z, feats], 1)
-        return self.net(h, t_in)
+        out = self.net(h, t_in)
+        if c.parameterization == "eps":
+            return out
+        view = (-1,) + (1,) * (z.dim() - 1)
+        alpha, sigma = torch.sigmoid(-gamma).sqrt().view(view), torch.sigmoid(gamma).sqrt().view(view)
+        return (z - alpha * out) / sigma
 
     def _prior(self, y: Tensor) -> Tensor:
         """KL(N(alpha_1 y, sigma_1^2) || N(0, 1)) summed over dims, [B] nats."""
