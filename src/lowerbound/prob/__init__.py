@@ -9,6 +9,7 @@ from .bound import Bound
 from .estimate import Estimate
 from .information import cross_entropy, entropy
 from .kl import DEFAULT_NUM_SAMPLES, as_distribution, kl_divergence
+from .latent_class import LatentClass, fit_em
 from .montecarlo import draw, monte_carlo
 from .reference import LinearGaussian
 from .vi import ElboTerms, elbo, elbo_terms, iwae_bound
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_NUM_SAMPLES",
     "ElboTerms",
     "Estimate",
+    "LatentClass",
     "LinearGaussian",
     "as_distribution",
     "bayes_rule",
@@ -26,6 +28,7 @@ __all__ = [
     "elbo",
     "elbo_terms",
     "entropy",
+    "fit_em",
     "iwae_bound",
     "kl_divergence",
     "monte_carlo",
