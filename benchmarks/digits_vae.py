@@ -8,8 +8,11 @@ mean over the 360 test images.  References: EM mixture of 20 categorical product
 MLP VAE stopped early 2.077 (IWAE-1000, ELBO 2.140).
 
     python benchmarks/digits_vae.py [--minutes 5] [--threads 1] [--set dropout=0.3 --set latent_dim=32]
+    python benchmarks/digits_vae.py --speed-vs-pyro     # needs the `bench` extra (pyro-ppl)
 
-Writes benchmarks/results/digits_vae.json.  The machine is shared: throughput numbers are pessimistic.
+Writes benchmarks/results/digits_vae.json (digits_vae_speed.json for the speed comparison: training
+steps/s of our loss + Adam against pyro's SVI/Trace_ELBO on the same nets and batch, interleaved
+rounds in one process, median of rounds).  The machine is shared: throughput numbers are pessimistic.
 """
 
 from __future__ import annotations
@@ -84,6 +87,58 @@ def train(model, train_x, valid_x, *, seconds: float, lr: float, batch: int, eva
             "history": history}
 
 
+def speed_vs_pyro(options: dict, batch: int, rounds: int = 5, steps: int = 100) -> dict:
+    """Steps/s of one training step, ours against pyro's SVI with Trace_ELBO on identical nets."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.optim import Adam
+
+    from lowerbound.nets.mlp import MLP
+    from lowerbound.prob.units import to_signed
+
+    ds = data.load("digits")
+    ours = registry.build("vae", options, ds.levels, ds.shape).train()
+    c, k, d = ours.config, ds.levels, ds.dims
+    enc = MLP(d, 2 * c.latent_dim, c.hidden, dropout=c.dropout)
+    dec = MLP(c.latent_dim, k * d, tuple(reversed(c.hidden)), dropout=c.dropout)
+
+    def model(x):
+        pyro.module("decoder", dec)
+        with pyro.plate("data", x.shape[0]):
+            prior = dist.Normal(torch.zeros(x.shape[0], c.latent_dim), 1.0).to_event(1)
+            logits = dec(pyro.sample("z", prior)).view(-1, k, d).transpose(1, 2)
+            pyro.sample("x", dist.Categorical(logits=logits).to_event(1), obs=x.reshape(-1, d))
+
+    def guide(x):
+        pyro.module("encoder", enc)
+        with pyro.plate("data", x.shape[0]):
+            mean, log_scale = enc(to_signed(x, k).reshape(-1, d)).chunk(2, -1)
+            pyro.sample("z", dist.Normal(mean, log_scale.exp()).to_event(1))
+
+    svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=Trace_ELBO())
+    opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+
+    def our_step(x):
+        loss = ours.loss(x, generator=g).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    rates: dict[str, list[float]] = {"lowerbound": [], "pyro": []}
+    for _ in range(rounds):
+        for name, step in (("lowerbound", our_step), ("pyro", svi.step)):
+            t = time.perf_counter()
+            for i in range(steps):
+                step(ds.train[(i * batch) % 1280:(i * batch) % 1280 + batch])
+            rates[name].append(steps / (time.perf_counter() - t))
+    med = {n: sorted(r)[len(r) // 2] for n, r in rates.items()}
+    return {"steps_per_s_median": med, "ratio_ours_over_pyro": med["lowerbound"] / med["pyro"],
+            "rounds": rates, "batch_size": batch, "steps_per_round": steps, "options": options,
+            "pyro_version": pyro.__version__}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0)
@@ -96,20 +151,30 @@ def main(argv=None) -> dict:
     ap.add_argument("--valid-k", type=int, default=50)
     ap.add_argument("--test-k", type=int, default=1000)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a VAE option")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "digits_vae.json"))
+    ap.add_argument("--speed-vs-pyro", action="store_true", help="only the per-step speed comparison")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/digits_vae*.json)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # benchmarks.md: denormals halve a small VAE's CPU throughput
     torch.manual_seed(args.seed)
+    results = Path(__file__).parent / "results"
+    options = dict(DEFAULTS)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        options[key] = parse_value(value)
+    if args.speed_vs_pyro:
+        result = speed_vs_pyro(options, args.batch_size)
+        result["machine"] = "shared 2-core CPU (7 engineers at once), 1 thread: timings are pessimistic"
+        print(json.dumps(result["steps_per_s_median"]), f"ratio {result['ratio_ours_over_pyro']:.2f}")
+        out = Path(args.out or results / "digits_vae_speed.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
 
     ds = data.load("digits")
     perm = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(args.seed))
     n_valid = len(ds.train) // 10
     valid_x, train_x = ds.train[perm[:n_valid]], ds.train[perm[n_valid:]]
-    options = dict(DEFAULTS)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        options[key] = parse_value(value)
     model = registry.build("vae", options, ds.levels, ds.shape)
     fit = train(model, train_x, valid_x, seconds=60 * args.minutes, lr=args.lr, batch=args.batch_size,
                 eval_every=args.eval_every, valid_k=args.valid_k, weight_decay=args.weight_decay,
@@ -135,8 +200,9 @@ def main(argv=None) -> dict:
     print("| estimator | test bits/dim | stderr |\n| --- | --- | --- |")
     for r in (elbo, iwae):
         print(f"| {r['estimator']} | {r['bits_per_dim']:.4f} | {r['stderr']:.4f} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out = Path(args.out or results / "digits_vae.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

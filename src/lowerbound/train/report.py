@@ -100,9 +100,15 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
              if "train" in results else
              "Validation is the held-out fraction of train; the interval is over examples."]
     gap = _gap(results, unit)
+    fitted = info.get("stopped") == "fitted"
     if gap is not None and gap > 0.05:
+        chose = ("the model was fitted in closed form or by EM" if fitted else
+                 "early stopping on the validation bound chose the weights")
         notes.append(f"Test exceeds train by {gap:.3f} {'bits/dim' if unit == 'bpd' else 'nats'}: "
-                     "the model overfits; early stopping on the validation bound chose the weights.")
+                     f"the model overfits; {chose}.")
+    if info.get("fit", {}).get("refit_on_valid"):
+        notes.append("The validation split chose the fit's options and was then refitted on, so its "
+                     "number is not held out; only test is.")
     return report_io.write(files.path / "report.md", {
         "title": f"{cfg.family} on {cfg.data}", "facts": facts, "results": results, "notes": notes,
         "diagnostics": info["diagnostics"], "images": images, "config": cfg.to_dict()})

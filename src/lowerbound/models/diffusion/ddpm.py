@@ -50,8 +50,9 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 class Diffusion(GenerativeModel):
     """Discrete-time diffusion over data of `shape` (levels K, or None for continuous data).
 
-    net(x_t [B, *shape], t [B]) -> [B, m * shape[0], *shape[1:]], m = 2 for learned_range (the
-    second half are the interpolation weights v in [-1, 1] of Nichol & Dhariwal), else 1.
+    net(x_t [B, *shape], t [B]) -> [B, net_channels(C, K, parameterization, variance), *shape[1:]]:
+    the mean's part (C channels of eps, x0 or v; or K * C level-major logits for categorical), then for
+    learned_range C channels of the interpolation weights v in [-1, 1] of Nichol & Dhariwal.
     chunk: the most (example, step) rows one net call sees while evaluating a bound.
     """
 
