@@ -37,10 +37,10 @@ from .registry import register
 @dataclass
 class VAEConfig:
     architecture: Literal["mlp", "conv"] = "mlp"
-    hidden: tuple[int, ...] = (256, 256)  # MLP widths of the encoder; the decoder mirrors them
+    hidden: tuple[int, ...] = (512, 256)  # MLP widths of the encoder; the decoder mirrors them
     channels: tuple[int, ...] = (32, 64)  # conv stages (each halves the image size)
     conv_hidden: int = 256  # width of the conv nets' fully connected layer
-    latent_dim: int = 16
+    latent_dim: int = 32
     decoder: Literal["categorical", "discretized-logistic", "bernoulli", "gaussian"] = "categorical"
     mixtures: int = 1  # components of the discretized-logistic decoder
     gaussian_scale: Literal["output", "shared"] = "output"
@@ -49,7 +49,7 @@ class VAEConfig:
     beta: float = 1.0  # weight of the KL term in training (1 = the ELBO)
     warmup_steps: int = 0  # beta rises linearly from 0 to `beta` over this many training steps
     free_bits: float = 0.0  # nats per latent dimension below which the KL is not penalized
-    dropout: float = 0.0
+    dropout: float = 0.3  # digits overfit in seconds: dropout and early stopping decide the bound
     norm: bool = False  # LayerNorm in the MLPs
     eval_samples: int = 1000  # default K of bound(x, estimator="iwae")
     chunk_elements: int = 1 << 24  # memory bound: decoder outputs per IWAE chunk
