@@ -152,3 +152,48 @@ def test_gaussian_mixture_on_eight_gaussians_is_near_the_truth():
     # KL = NLL - H(p): the paired estimate agrees with the unpaired one within their errors
     h = data.truth.entropy()
     assert abs((r.value - h.value.item()) - value) < 4 * math.hypot(r.stderr, h.stderr.item())
+
+
+class _WithExtras(GenerativeModel):
+    """A fixed per-example bound with extras: elbo = nll + |x sum|, gap = elbo - nll (a VAE's layout)."""
+
+    family = "with-extras"
+    estimators = ("iwae",)
+
+    def bound(self, x, *, estimator=None, samples=None, generator=None):
+        from lowerbound.prob.bound import Bound
+
+        nll = 3.0 + x.double().flatten(1).sum(1) * 0.1
+        elbo = nll + x.double().flatten(1).sum(1).abs() * 0.01
+        return Bound({"nll": nll}, "iwae-k=1", False, self.dims, extras={"elbo": elbo, "gap": elbo - nll})
+
+
+def test_extras_are_reported_as_mean_and_stderr_over_examples_in_the_unit():
+    data = discrete_data()
+    model = _WithExtras(levels=data.levels, shape=data.shape)
+    r = likelihood(model, data, progress=False, batch_size=64)
+    b = model.bound(data.test)
+    scale = 1 / (4 * math.log(2))
+    for name in ("elbo", "gap"):
+        v = b.extras[name] * scale
+        assert r.extras[name][0] == pytest.approx(v.mean().item(), rel=1e-9)
+        assert r.extras[name][1] == pytest.approx(v.std().item() / math.sqrt(200), rel=1e-9)
+    assert r.extras["gap"][0] == pytest.approx(r.extras["elbo"][0] - r.value, rel=1e-9)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["extras"]["gap"] == {"value": r.extras["gap"][0], "stderr": r.extras["gap"][1]}
+    assert "gap (extra)" in r.table() and "elbo (extra)" in r.table()
+    assert likelihood(registry.build("uniform", {}, 6, (1, 2, 2)), data, progress=False).extras == {}
+
+
+def test_a_part_of_a_split_is_scored_with_the_data_sets_truth():
+    data = continuous_data()
+    model = registry.build("gaussian", {}, None, (2,))
+    model.fit(data.train, progress=False)
+    part = data.train[:300]
+    r = likelihood(model, data, "valid", x=part, progress=False)
+    reference = likelihood(model, Dataset("toy-gauss", data.train, part, None, (2,), truth=data.truth),
+                           progress=False)
+    assert r.split == "valid" and r.n == 300 and r.dataset == "toy-gauss"
+    assert r.value == pytest.approx(reference.value) and r.kl_to_truth == pytest.approx(reference.kl_to_truth)
+    with pytest.raises(UserError, match="shape"):
+        likelihood(model, data, "valid", x=torch.zeros(5, 3), progress=False)

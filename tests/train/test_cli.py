@@ -113,3 +113,20 @@ def test_fit_mode_family_is_exported_and_reported(tmp_path, capsys):
     out = _json_out(capsys)
     assert out["bits_per_dim"] == pytest.approx(4.087, abs=1e-3)  # log2(17): the closed form
     assert (d / "model.safetensors").is_file() and "| test |" in (d / "report.md").read_text()
+
+
+def test_vae_iwae_eval_shows_the_elbo_and_gap_extras(tmp_path, capsys):
+    d = tmp_path / "vae"
+    assert main(["train", "vae", "--data", "digits", "--steps", "2", "--eval-every", "1", "--set",
+                 "num_samples=0", "--set", "model.hidden=[8]", "--set", "model.latent_dim=2",
+                 "--run-dir", str(d), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(d), "--estimator", "iwae", "--samples", "20", "--json"]) == 0
+    ev = _json_out(capsys)
+    elbo, gap = ev["extras"]["elbo"], ev["extras"]["gap"]
+    # gap = ELBO - IWAE per example, so its mean is the difference of the means; IWAE is the tighter
+    assert gap["value"] == pytest.approx(elbo["value"] - ev["bits_per_dim"], abs=1e-9)
+    assert gap["value"] > 0 and 0 < gap["stderr"] < gap["value"]
+    assert main(["eval", str(d), "--estimator", "iwae", "--samples", "20"]) == 0
+    table = capsys.readouterr().out
+    assert "| elbo | gap |" in table and f"{gap['value']:.4f} ± {gap['stderr']:.4f}" in table

@@ -9,6 +9,9 @@ is already inside the spread over examples, so the sum is slightly conservative.
 For data whose true density is known, the distance to the truth is estimated on the same points,
 paired: KL(p_data || p_model) <= mean_i [log p_true(x_i) + bound_i], with the standard error of the
 paired differences, several times smaller than that of NLL minus entropy (benchmarks.md, toy2d-kl).
+
+A bound's extras (per-example diagnostics outside the sum, e.g. a VAE's K-draw ELBO and the gap
+ELBO - IWAE) are reported the same way: mean and stderr over examples, in the result's unit.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from ..prob.units import LN2
 
 @dataclass
 class LikelihoodResult:
-    """value, stderr, interval and terms are in `unit` ("bits/dim" or "nats"); per_example: [N] nats."""
+    """value, stderr, interval, terms and extras are in `unit` ("bits/dim" or "nats"); terms and
+    extras map a name to (mean, stderr over examples); per_example: [N] nats."""
 
     estimator: str
     exact: bool
@@ -47,6 +51,7 @@ class LikelihoodResult:
     split: str = "test"
     dataset: str = ""
     model: str = ""
+    extras: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -60,6 +65,7 @@ class LikelihoodResult:
             "stderr": self.stderr,
             "interval": list(self.interval),
             "terms": {k: {"value": v, "stderr": s} for k, (v, s) in self.terms.items()},
+            "extras": {k: {"value": v, "stderr": s} for k, (v, s) in self.extras.items()},
             "estimator": self.estimator,
             "exact": self.exact,
             "n": self.n,
@@ -81,6 +87,7 @@ class LikelihoodResult:
                 f"{self.unit}")
         rows = [("bound (" + kind + ")", self.value, self.stderr, self.estimator)]
         rows += [(f"  {k}", v, s, self.estimator) for k, (v, s) in self.terms.items()]
+        rows += [(f"{k} (extra)", v, s, self.estimator) for k, (v, s) in self.extras.items()]
         if self.kl_to_truth is not None:
             rows.append(("KL to truth (nats)", *self.kl_to_truth, "paired: log p_true + bound"))
         width = max(len(r[0]) for r in rows)
@@ -126,12 +133,20 @@ def _mean_stderr(values: Tensor, extra_variance: Tensor | None = None) -> tuple[
 
 def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
                estimator: str | None = None, samples: int | None = None, batch_size: int = 256,
-               seed: int = 0, progress: bool = True, device=None) -> LikelihoodResult:
-    """Evaluate model.bound on every example of dataset's split (batched, no grad, eval mode)."""
+               seed: int = 0, progress: bool = True, device=None, x: Tensor | None = None
+               ) -> LikelihoodResult:
+    """Evaluate model.bound on every example of dataset's split (batched, no grad, eval mode).
+
+    x: [N, *shape] examples to score in place of dataset.split(split), e.g. the validation part of
+    the train split; `split` then only names them ("train", "valid", "test", ...) while the data
+    set still gives the layout and, where known, the true density."""
     from tqdm.auto import tqdm
 
     _check(model, dataset, estimator, samples, batch_size)
-    data = dataset.split(split)
+    if x is not None and tuple(x.shape[1:]) != tuple(dataset.shape):
+        raise UserError(f"The {split} examples have shape {tuple(x.shape[1:])}, but {dataset.name} "
+                        f"has shape {tuple(dataset.shape)}.")
+    data = dataset.split(split) if x is None else x
     if len(data) == 0:
         raise UserError(f"The {split} split of {dataset.name} is empty.")
     device = torch.device(device) if device is not None else model.device
@@ -145,12 +160,12 @@ def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
             starts = range(0, len(data), batch_size)
             for i, lo in enumerate(tqdm(starts, desc=f"bound on {dataset.name} {split}",
                                         disable=not progress, leave=False)):
-                x = data[lo:lo + batch_size]
+                xb = data[lo:lo + batch_size]
                 g = batch_generator(seed, i, device)
-                b = model.bound(x.to(device), estimator=estimator, samples=samples, generator=g)
+                b = model.bound(xb.to(device), estimator=estimator, samples=samples, generator=g)
                 bounds.append(_to_cpu(b))
                 if dataset.truth is not None:
-                    truth.append(dataset.truth.log_prob(x).detach().double().cpu())
+                    truth.append(dataset.truth.log_prob(xb).detach().double().cpu())
     finally:
         model.train(was_training)
     return _summarize(Bound.cat(bounds), truth, model, dataset, split, time.perf_counter() - start)
@@ -159,7 +174,7 @@ def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
 def _to_cpu(b: Bound) -> Bound:
     variance = None if b.variance is None else b.variance.detach().double().cpu()
     return Bound({k: v.detach().double().cpu() for k, v in b.terms.items()}, b.estimator, b.exact,
-                 b.dims, variance)
+                 b.dims, variance, {k: v.detach().double().cpu() for k, v in b.extras.items()})
 
 
 def _summarize(b: Bound, truth: list[Tensor], model, dataset, split, seconds) -> LikelihoodResult:
@@ -173,6 +188,7 @@ def _summarize(b: Bound, truth: list[Tensor], model, dataset, split, seconds) ->
     z = Estimate(torch.tensor(value, dtype=torch.float64),
                  torch.tensor(stderr, dtype=torch.float64)).confidence_interval(0.95)
     terms = {k: _mean_stderr(v * scale) for k, v in b.terms.items()}
+    extras = {k: _mean_stderr(v * scale) for k, v in b.extras.items()}
     kl = None
     if truth:
         kl = _mean_stderr(torch.cat(truth) + nats, b.variance)
@@ -180,4 +196,4 @@ def _summarize(b: Bound, truth: list[Tensor], model, dataset, split, seconds) ->
         estimator=b.estimator, exact=b.exact, unit="bits/dim" if dataset.levels is not None else "nats",
         value=value, stderr=stderr, interval=(z[0].item(), z[1].item()), terms=terms, n=len(nats),
         kl_to_truth=kl, per_example=nats, seconds=seconds, split=split, dataset=dataset.name,
-        model=model.family)
+        model=model.family, extras=extras)

@@ -27,24 +27,37 @@ def _value(v: Any) -> Any:
 
 
 def bound_table(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown rows: one per split with value, stderr, 95% interval, estimator, then each term.
-    A result is a dict like eval's LikelihoodResult.to_dict(): bits_per_dim (or nats), stderr,
-    interval, estimator, exact, terms (name -> value or {value, stderr})."""
+    """Markdown rows: one per split with value, stderr, 95% interval, estimator, then each term,
+    each extra (value ± stderr, e.g. a VAE's elbo and gap) and, for data with a known density, the
+    KL to the truth in nats (value ± stderr).  A result is a dict like eval's
+    LikelihoodResult.to_dict(): bits_per_dim (or nats), stderr, interval, estimator, exact, terms
+    (name -> value or {value, stderr}), extras (name -> {value, stderr}), kl_to_truth (None or
+    {value, stderr})."""
     if not results:
         return ["No split was scored."]
     first = next(iter(results.values()))
     key = "bits_per_dim" if "bits_per_dim" in first else "nats"
     terms = list(first.get("terms", {}))
+    extras = list(dict.fromkeys(k for r in results.values() for k in (r.get("extras") or {})))
+    kl = any(r.get("kl_to_truth") is not None for r in results.values())
     head = ["split", "bits/dim" if key == "bits_per_dim" else "nats", "stderr", "95% interval",
-            "estimator", *terms]
+            "estimator", *terms, *extras] + (["KL to truth (nats)"] if kl else [])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for split, r in results.items():
         lo, hi = r.get("interval", [None, None])
         cells = [split, _num(r.get(key)), _num(r.get("stderr")), f"[{_num(lo)}, {_num(hi)}]",
                  _estimator(r)]
         cells += [_num(_value(r.get("terms", {}).get(t))) for t in terms]
+        cells += [_plus_minus((r.get("extras") or {}).get(e)) for e in extras]
+        cells += [_plus_minus(r.get("kl_to_truth"))] if kl else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _plus_minus(v: Any) -> str:
+    if not isinstance(v, dict):
+        return _num(v)
+    return f"{_num(v.get('value'))} ± {_num(v.get('stderr'))}"
 
 
 def _estimator(r: dict[str, Any]) -> str:

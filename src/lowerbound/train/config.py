@@ -3,7 +3,9 @@
 Built from layers of plain dicts (defaults < YAML file < command-line flags < `--set key=value`)
 by `resolve`, which refuses unknown keys and wrong types by name (via _config.from_dict).  Model
 options live in the `model:` section and are checked by the family's own config dataclass when
-the model is built; loop options are top-level keys.  config.json holds the resolved result with
+the model is built; data set options (`data_options:`, e.g. mnist's binarize or toy2d's n_train)
+are passed to `lowerbound.data.load(data, **data_options)`, which checks them; loop options are
+top-level keys.  config.json holds the resolved result with
 a schema version, and a resumed run starts from it.
 """
 
@@ -18,6 +20,7 @@ from .._config import from_dict, set_dotted, to_dict
 from ..errors import UserError
 
 SCHEMA = 1
+SECTIONS = ("model", "data_options")  # mappings merged key by key across layers
 
 Precision = Literal["fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -29,10 +32,12 @@ class TrainConfig:
     """One run.  steps/minutes: stop at whichever comes first (minutes None = no time limit).
     batch_size is the global batch: split evenly over the processes of a distributed run.
     patience: stop after this many evaluations without a better validation bound (0 = never).
-    ema_decay: 0 disables the average (the exported weights are then the trained ones)."""
+    ema_decay: 0 disables the average (the exported weights are then the trained ones).
+    data_options: keyword options of the data set's loader, e.g. {"binarize": "dynamic"}."""
 
     family: str = ""
     data: str = "digits"
+    data_options: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     steps: int = 2000
     minutes: float | None = None
@@ -141,8 +146,8 @@ def resolve(*layers: dict[str, Any], sets: list[str] = ()) -> TrainConfig:
         for k, v in (layer or {}).items():
             if v is None:
                 continue
-            if k == "model" and isinstance(v, dict):
-                merged.setdefault("model", {}).update(v)
+            if k in SECTIONS and isinstance(v, dict):
+                merged.setdefault(k, {}).update(v)
             else:
                 merged[k] = v
     merged.pop("schema", None)
@@ -151,6 +156,7 @@ def resolve(*layers: dict[str, Any], sets: list[str] = ()) -> TrainConfig:
         if not eq or not key.strip():
             raise UserError(f"The override {item!r} must look like key=value, e.g. lr=1e-3.")
         set_dotted(merged, key.strip(), parse_value(text))
-    if not isinstance(merged.get("model", {}), dict):
-        raise UserError("The option model must be a mapping of model options.")
+    for section in SECTIONS:
+        if not isinstance(merged.get(section, {}), dict):
+            raise UserError(f"The option {section} must be a mapping of options.")
     return from_dict(TrainConfig, merged, where="config")

@@ -12,12 +12,11 @@ from typing import Any
 
 import torch
 
-from .. import data as datasets
 from ..errors import UserError
 from ..io import report as report_io
 from . import runtime
 from .load import load_with_info
-from .run import split_train_valid, stored_config
+from .run import load_dataset, split_train_valid, stored_config
 from .rundir import read_config, save_picture
 from .scoring import summarize_split
 
@@ -37,16 +36,15 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
     if estimator is not None and estimator not in getattr(model, "estimators", (estimator,)):
         raise UserError(f"The {cfg.family} model has no estimator {estimator!r}; choose one of: "
                         f"{', '.join(model.estimators)}.")
-    dataset = datasets.load(cfg.data)
+    dataset = load_dataset(cfg)
     train_x, valid_x = split_train_valid(dataset.train, cfg.valid_fraction, cfg.seed)
-    x = {"test": dataset.test, "valid": valid_x, "train": train_x}[split]
-    if len(x) == 0:
+    x = {"test": None, "valid": valid_x, "train": train_x}[split]
+    if x is not None and len(x) == 0:
         raise UserError(f"The run in {run_dir} has no {split} split (valid_fraction is 0).")
-    result = summarize_split(model, x, levels=dataset.levels, batch_size=batch_size or cfg.eval_batch_size,
+    result = summarize_split(model, dataset, split, x, batch_size=batch_size or cfg.eval_batch_size,
                              seed=runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
-                             samples=samples, progress=progress, name=cfg.data)
-    return {**result, "split": split, "weights": info.get("weights", info.get("source")),
-            "run_dir": str(run_dir)}
+                             samples=samples, progress=progress)
+    return {**result, "weights": info.get("weights", info.get("source")), "run_dir": str(run_dir)}
 
 
 def sample_run(run_dir: str | Path, n: int = 64, *, seed: int = 0, out: str | Path | None = None,

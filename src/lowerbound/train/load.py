@@ -55,7 +55,8 @@ def fill(model: nn.Module, weights: dict[str, Tensor], source: Path) -> nn.Modul
 
 def load_with_info(path: str | Path, checkpoint_: Which = "best",
                    device: str | torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, info: family, data, levels, shape, model options, source, step)."""
+    """(model in eval mode, info: family, data, data_options, levels, shape, model options, source,
+    step); `lowerbound.data.load(info["data"], **info["data_options"])` gives the run's data."""
     path = Path(path)
     if checkpoint_ not in ("best", "last"):
         raise UserError(f"Unknown checkpoint {checkpoint_!r}; choose best or last.")
@@ -79,7 +80,8 @@ def load_with_info(path: str | Path, checkpoint_: Which = "best",
 def _from_run_dir(path: Path, which: Which) -> tuple[dict[str, Tensor], dict[str, Any], Path]:
     cfg = read_config(path)
     layout = cfg.get("layout") or {}
-    info = {"family": cfg["family"], "data": cfg.get("data"), "model": cfg.get("model", {}),
+    info = {"family": cfg["family"], "data": cfg.get("data"), "data_options": cfg.get("data_options", {}),
+            "model": cfg.get("model", {}),
             "levels": layout.get("levels"), "shape": layout.get("shape")}
     ckpts = path / "checkpoints"
     if which == "best" and (path / EXPORT).is_file():

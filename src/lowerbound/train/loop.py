@@ -6,7 +6,8 @@ under autocast, backpropagate (through DistributedDataParallel when launched by 
 averages gradients so the update equals one process on the whole global batch), clip, check that
 everything is finite, step AdamW and the EMA.  Evaluation of the validation bound (on the EMA
 weights), checkpoints, samples and metric rows happen at fixed step counts, so a resumed run does
-exactly what an uninterrupted one does.
+exactly what an uninterrupted one does.  Data redrawn every epoch (dynamic binarization) come from
+`resample(epoch)`, a pure function of the epoch, so that holds for them too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -72,14 +74,18 @@ class _Objective(nn.Module):
 
 
 class Trainer:
-    """Trains `model` on train_x, scoring valid_x; `files` (a RunDir or None) receives what is written."""
+    """Trains `model` on train_x, scoring valid_x; `files` (a RunDir or None) receives what is written.
+    resample: epoch -> that epoch's train examples (same count and order of examples as train_x,
+    which is epoch 0's), for data redrawn every epoch; None when the train split is fixed."""
 
     def __init__(self, cfg: TrainConfig, rt: runtime.Runtime, model: nn.Module, train_x: Tensor,
-                 valid_x: Tensor | None, files=None, *, progress: bool = True):
+                 valid_x: Tensor | None, files=None, *, progress: bool = True,
+                 resample: Callable[[int], Tensor] | None = None):
         check_runtime(cfg, rt)
         self.cfg, self.rt, self.files, self.progress = cfg, rt, files, progress
         self.model = model.to(rt.device)
         self.train_x, self.valid_x = train_x, valid_x
+        self.resample, self._train_epoch = resample, 0
         self.unit = "bpd" if getattr(model, "levels", None) is not None else "nats"
         self.scale = 1.0 / (model.dims * LN2) if self.unit == "bpd" else 1.0
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -110,6 +116,8 @@ class Trainer:
         about as much as the arithmetic (benchmarks.md), so sums and checks are done on floats."""
         cfg, rt, st = self.cfg, self.rt, self.state
         s = st.step
+        if self.resample is not None:
+            self._use_epoch(s // max(1, len(self.train_x) // cfg.batch_size))  # batch_indices' epochs
         idx = batch_indices(len(self.train_x), cfg.batch_size, cfg.seed, s, self._perm)
         x = self.train_x[idx[rt.rank::rt.world] if rt.distributed else idx]
         if x.device != rt.device:
@@ -147,6 +155,14 @@ class Trainer:
         self._acc = row if self._acc is None else [a + b for a, b in zip(self._acc, row)]
         self._acc_steps += 1
         self._names = list(terms)
+
+    def _use_epoch(self, epoch: int) -> None:
+        if epoch != self._train_epoch:
+            x = self.resample(epoch)
+            if x.shape != self.train_x.shape:
+                raise UserError(f"The train data redrawn for epoch {epoch} have shape {tuple(x.shape)}, "
+                                f"not {tuple(self.train_x.shape)} like epoch 0's.")
+            self.train_x, self._train_epoch = x, epoch
 
     def _clip(self, max_norm: float) -> float:
         """Total gradient 2-norm (before clipping); gradients are scaled down to max_norm when above

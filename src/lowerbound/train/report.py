@@ -87,8 +87,9 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
         if path is not None:
             images[caption] = str(Path(path).relative_to(files.path))
     params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    options = "".join(f", {k}={v}" for k, v in cfg.data_options.items())
     facts = {"family": cfg.family, "data": f"{cfg.data} ({len(dataset.train)} train, "
-             f"{len(dataset.test)} test, D = {dataset.dims})", "parameters": params,
+             f"{len(dataset.test)} test, D = {dataset.dims}{options})", "parameters": params,
              "steps": info.get("steps"), "stopped by": info.get("stopped"),
              "weights scored": info.get("selected")}
     if info.get("examples_per_s"):

@@ -46,6 +46,21 @@ def split_train_valid(x: torch.Tensor, fraction: float, seed: int) -> tuple[torc
     return x[perm[n_valid:]], x[perm[:n_valid]]
 
 
+def load_dataset(cfg: TrainConfig) -> datasets.Dataset:
+    """The run's data set: cfg.data loaded with cfg.data_options (the same for train, eval, sample)."""
+    return datasets.load(cfg.data, **cfg.data_options)
+
+
+def train_for_epoch(dataset, cfg: TrainConfig):
+    """epoch -> this run's train part of the data set's draw for that epoch, or None when the train
+    split is fixed.  Data redrawn per epoch (dynamically binarized MNIST) are redrawn from
+    (the data set's seed, epoch) and split by the same permutation as epoch 0, so a resumed run
+    sees the same data as an uninterrupted one; validation stays the epoch-0 draw."""
+    if getattr(dataset, "resample", None) is None:
+        return None
+    return lambda epoch: split_train_valid(dataset.train_for_epoch(epoch), cfg.valid_fraction, cfg.seed)[0]
+
+
 def configure(family: str | None, layers: list[dict[str, Any]], sets: list[str], run_dir: str | None,
               resume: bool) -> tuple[TrainConfig, Path]:
     """The resolved config and run directory.  A resumed run starts from its stored config."""
@@ -87,7 +102,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bo
         run_dir = Path(_agree(rt, lambda: str(run_dir)))
         if not resume:
             _agree(rt, lambda: RunDir.check_new(run_dir))
-        dataset = datasets.load(cfg.data)
+        dataset = load_dataset(cfg)
         torch.manual_seed(runtime.derive_seed(cfg.seed, "init"))
         model = registry.build(cfg.family, cfg.model, dataset.levels, dataset.shape)
         resolved = {**cfg.to_dict(), "model": _model_options(model, cfg),
@@ -105,7 +120,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bo
             fitted = _fit(model, train_x, valid_x, rt, progress)
             info = {"steps": 0, "stopped": "fitted", "fit": fitted, "selected": "fitted"}
         else:
-            info = _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress)
+            info = _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress,
+                                   train_for_epoch(dataset, cfg))
     finally:
         runtime.teardown(rt)
     if not rt.is_main:
@@ -125,8 +141,10 @@ def _fit(model, train_x, valid_x, rt, progress) -> dict:
     return {k: v for k, v in (out or {}).items() if isinstance(v, (int, float, str, bool))}
 
 
-def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress) -> dict[str, Any]:
-    trainer = Trainer(cfg, rt, model, train_x, valid_x if len(valid_x) else None, files, progress=progress)
+def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress,
+                    resample=None) -> dict[str, Any]:
+    trainer = Trainer(cfg, rt, model, train_x, valid_x if len(valid_x) else None, files, progress=progress,
+                      resample=resample)
     if resume:  # every process reads the same state (the run directory must be shared)
         ckpts = run_dir / "checkpoints"
         if checkpoint.latest_path(ckpts) is not None:  # else: stopped before its first checkpoint
@@ -157,8 +175,8 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
         model.load_state_dict(averaged_weights(state))
         info["selected"] = f"{'best validation' if chosen == best else 'last'}, step {state['step']}"
     model.eval()
-    meta = {"family": cfg.family, "data": cfg.data, "levels": dataset.levels,
-            "shape": list(dataset.shape), "model": _model_options(model, cfg),
+    meta = {"family": cfg.family, "data": cfg.data, "data_options": cfg.data_options,
+            "levels": dataset.levels, "shape": list(dataset.shape), "model": _model_options(model, cfg),
             "weights": ("ema " if cfg.ema_decay > 0 and model.fit_mode != "fit" else "") + info["selected"],
             "config": cfg.to_dict()}
     export.save(files.path / EXPORT, model.state_dict(), meta)
@@ -171,18 +189,19 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
 
 
 def score_splits(cfg, rt, model, dataset, train_x, valid_x, progress) -> dict[str, dict[str, Any]]:
-    """Bound on train (a subset as large as the test set), validation and test, same estimator."""
+    """Bound on train (a subset as large as the test set), validation and test, same estimator; the
+    test split is scored as the data set's own, the others as parts of train (the truth, if known,
+    gives each its KL to the truth)."""
     from .scoring import summarize_split
 
     n = min(len(train_x), len(dataset.test))
-    splits = {"train": train_x[:n], "valid": valid_x, "test": dataset.test}
+    splits = {"train": train_x[:n], "valid": valid_x, "test": None}
     seed = runtime.derive_seed(cfg.seed, "final")
     out = {}
     for name, x in splits.items():
-        if len(x):
-            out[name] = summarize_split(model, x, levels=dataset.levels, batch_size=cfg.eval_batch_size,
-                                        seed=seed, device=rt.device, progress=progress, name=cfg.data)
-            out[name]["split"] = name
+        if x is None or len(x):
+            out[name] = summarize_split(model, dataset, name, x, batch_size=cfg.eval_batch_size,
+                                        seed=seed, device=rt.device, progress=progress)
     return out
 
 
@@ -197,4 +216,5 @@ def stored_config(run_dir: Path) -> TrainConfig:
     return resolve(stored)
 
 
-__all__ = ["SCHEMA", "Stopped", "configure", "finish", "split_train_valid", "stored_config", "train"]
+__all__ = ["SCHEMA", "Stopped", "configure", "finish", "load_dataset", "split_train_valid", "stored_config",
+           "train", "train_for_epoch"]
