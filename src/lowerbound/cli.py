@@ -218,7 +218,8 @@ def _run_sample(args) -> int:
 
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lowerbound", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lowerbound", description="Likelihood-based generative models, trained and "
+                     "compared by the evidence lower bound, in bits per dimension.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_demo, _add_data, _add_train, _add_eval, _add_sample):
         add(sub)
