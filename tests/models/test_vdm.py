@@ -11,6 +11,7 @@ from lowerbound.errors import UserError
 from lowerbound.models import build
 from lowerbound.models.diffusion.vdm import VDM, VDMConfig
 from lowerbound.nets.time_mlp import TimeMLP
+from lowerbound.nets.unet import UNet
 from lowerbound.prob.units import to_signed
 
 F64 = torch.float64
@@ -198,7 +199,8 @@ def test_fourier_features_reach_the_net():
 
 
 def test_registry_config_and_bad_input():
-    m = build("vdm", {"width": 16, "depth": 1, "schedule_hidden": 8}, 17, (1, 8, 8))
+    assert isinstance(build("vdm", {"unet_channels": 8}, 17, (1, 8, 8)).net, UNet)  # auto
+    m = build("vdm", {"width": 16, "depth": 1, "schedule_hidden": 8, "net": "mlp"}, 17, (1, 8, 8))
     assert isinstance(m.net.inner, TimeMLP) and m.estimators == ("mc",)
     # automatic choices for K = 17: gamma_0 = -13.3 + 2 log(255/16), features of period one bin
     assert m.config.gamma_min == pytest.approx(-7.7627, abs=1e-4) and m.config.fourier == (3, 4)
