@@ -276,9 +276,9 @@ def test_vector_data_get_the_time_mlp_and_a_gaussian_decoder():
 
 @pytest.mark.parametrize("options,match", [
     ({"bogus": 1}, "Unknown option"),
-    ({"variance": "learned_range"}, "hybrid or vlb"),
-    ({"loss": "hybrid"}, "learned_range"),
-    ({"timestep_sampling": "importance"}, "vlb or hybrid"),
+    ({"variance": "learned_range", "loss": "simple", "timestep_sampling": "uniform"}, "hybrid or vlb"),
+    ({"loss": "hybrid", "variance": "fixed_large"}, "learned_range"),
+    ({"timestep_sampling": "importance", "loss": "simple", "variance": "fixed_large"}, "vlb or hybrid"),
     ({"parameterization": "score"}, "parameterization"),
     ({"net": "unet"}, None),
 ])

@@ -130,3 +130,21 @@ def test_vae_iwae_eval_shows_the_elbo_and_gap_extras(tmp_path, capsys):
     assert main(["eval", str(d), "--estimator", "iwae", "--samples", "20"]) == 0
     table = capsys.readouterr().out
     assert "| elbo | gap |" in table and f"{gap['value']:.4f} ± {gap['stderr']:.4f}" in table
+
+
+def test_diffusion_run_validates_by_mc_and_samples_only_at_the_end(tmp_path, capsys):
+    """An iterative sampler draws no grid inside the loop unless asked; validation uses the model's
+    cheap estimator, while the final table uses the default (the full sum over T steps)."""
+    d = tmp_path / "diff"
+    args = ["train", "diffusion", "--data", "digits", "--steps", "4", "--eval-every", "2",
+            "--set", "model.timesteps=20", "--set", "model.mlp.width=32", "--set", "num_samples=4",
+            "--run-dir", str(d), "--json"]
+    assert main(args) == 0
+    out = _json_out(capsys)
+    assert out["estimator"] == "vlb-T=20" and set(out["terms"]) == {"prior", "diffusion", "reconstruction"}
+    assert sorted(p.name for p in (d / "samples").glob("*.png")) == ["final.png"]
+    assert [int(r["step"]) for r in metrics_io.read(d / "metrics.csv") if r["valid_bpd"]] == [2, 4]
+    d2 = tmp_path / "diff2"
+    assert main(args[:-3] + ["--set", "sample_every=2", "--run-dir", str(d2), "--json"]) == 0
+    capsys.readouterr()
+    assert len(list((d2 / "samples").glob("*.png"))) == 3

@@ -31,6 +31,12 @@ class GenerativeModel(nn.Module):
     has_likelihood: ClassVar[bool] = True
     # names accepted by bound(x, estimator=...); the first is the default
     estimators: ClassVar[tuple[str, ...]] = ("default",)
+    # (estimator, samples) the training loop scores validation with: a cheap unbiased one where the
+    # default is costly (diffusion's full sum over T steps); the final tables use the default.
+    validation_estimator: ClassVar[tuple[str | None, int | None]] = (None, None)
+    # True where sample() runs an iterative sampler (T network calls): the loop then draws sample
+    # grids only at the end unless asked (TrainConfig.sample_every).
+    iterative_sampler: ClassVar[bool] = False
 
     def __init__(self, *, levels: int | None, shape: tuple[int, ...], config: Any = None):
         super().__init__()

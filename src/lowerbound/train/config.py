@@ -57,6 +57,7 @@ class TrainConfig:
     keep: int = 3
     log_every: int = 10
     num_samples: int = 64
+    sample_every: int = -1  # steps between sample grids (at evaluations); 0 never, -1 auto (see loop)
     device: Device = "auto"
     precision: Precision = "fp32"
 

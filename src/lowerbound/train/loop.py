@@ -182,8 +182,10 @@ class Trainer:
         self.eval_model.load_state_dict(self.state.averaged_weights())
         if self.valid_x is None or len(self.valid_x) == 0:
             return None
+        estimator, samples = getattr(self.eval_model, "validation_estimator", (None, None))
         bound = score(self.eval_model, self.valid_x, self.cfg.eval_batch_size,
-                      runtime.derive_seed(self.cfg.seed, "valid"), self.rt.device)
+                      runtime.derive_seed(self.cfg.seed, "valid"), self.rt.device,
+                      estimator=estimator, samples=samples)
         self.last_valid = float(bound.nats.mean()) * self.scale
         self.last_valid_terms = {k: float(v.mean()) * self.scale for k, v in bound.terms.items()}
         return self.last_valid
@@ -253,8 +255,17 @@ class Trainer:
         if valid is not None and self.state.record_validation(valid):
             if self.files is not None and self.rt.is_main:
                 self.files.save_checkpoint(self.state.state_dict(), best=True)
-        if self.files is not None and self.rt.is_main:
+        if self.files is not None and self.rt.is_main and self._sample_now():
             self.files.save_samples(self.state.step, self.eval_model)
+
+    def _sample_now(self) -> bool:
+        """A grid at each evaluation, except for iterative samplers (T net calls a grid), which
+        draw one at the end only, unless sample_every asks (style.md: no 1000-step sampling inside
+        the training loop unless asked)."""
+        every = self.cfg.sample_every
+        if every < 0:
+            return not getattr(self.eval_model, "iterative_sampler", False)
+        return every > 0 and self.state.step % every == 0
 
     def save(self) -> None:
         if self.files is not None and self.rt.is_main:

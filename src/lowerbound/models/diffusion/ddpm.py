@@ -58,6 +58,8 @@ class Diffusion(GenerativeModel):
 
     family = "diffusion"
     estimators = ("full", "mc")
+    validation_estimator = ("mc", 32)  # the full sum costs T net calls per example
+    iterative_sampler = True
 
     def __init__(self, net: nn.Module, *, levels: int | None, shape: tuple[int, ...], timesteps: int = 1000,
                  schedule: ScheduleName = "linear", parameterization: Parameterization = "eps",

@@ -120,6 +120,7 @@ class VDM(GenerativeModel):
 
     family = "vdm"
     estimators = ("mc",)
+    iterative_sampler = True
 
     def __init__(self, config: VDMConfig | None = None, *, levels: int | None,
                  shape: tuple[int, ...], net: nn.Module | None = None):
