@@ -16,15 +16,6 @@ from lowerbound.models import registry
 from lowerbound.models.base import GenerativeModel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def discrete_data(levels=6, shape=(1, 2, 2)):
     g = torch.Generator().manual_seed(0)
     base = torch.randn(700, 1, generator=g) * 1.5 + torch.randn(700, 4, generator=g) * 0.7

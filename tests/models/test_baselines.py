@@ -17,15 +17,6 @@ from lowerbound.prob.units import to_signed
 SHAPE = (1, 2, 3)  # D = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on the shared 2-core machine (10x here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def fitted(name, options=None, levels=5, shape=SHAPE, train=None):
     model = registry.build(name, options or {}, levels, shape)
     if train is None:

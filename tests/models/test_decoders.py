@@ -14,15 +14,6 @@ from lowerbound.models.decoders import DECODERS, make_decoder
 SHAPE = (2, 3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small float64 ops: one thread is faster than two on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_out(decoder, batch=4, seed=0, spread=2.0):
     g = torch.Generator().manual_seed(seed)
     return spread * torch.randn(batch, decoder.num_params, *SHAPE, generator=g, dtype=torch.float64)

@@ -26,15 +26,6 @@ from .diffusion_oracles import PointMassNet, closed_form_bound
 K = 17
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors on a shared 2-core machine: a second thread only adds contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _point_model(x_star, *, parameterization="eps", variance="fixed_large", delta=0.0, c=None, T=1000,
                  schedule="linear", loss="simple", **kw):
     sched = Schedule.make(schedule, T)

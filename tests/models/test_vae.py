@@ -62,15 +62,6 @@ def linear_vae():
     return VAE(config, None, (D,)).double()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny float64 ops: one thread is several times faster than two on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained_ppca(one_thread):
     torch.manual_seed(0)

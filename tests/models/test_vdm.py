@@ -17,15 +17,6 @@ from lowerbound.prob.units import to_signed
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny float64 nets: thread start-up costs more than the arithmetic on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ExactDenoiser(nn.Module):
     """eps_hat = E[eps | z_t] for data y ~ N(mu, s^2 I) (s = 0: a point mass at mu), computed from
     the normalized gamma the model passes in."""

@@ -10,15 +10,6 @@ import torch
 from lowerbound.prob import latent_class as lc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on the shared 2-core machine (10x here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_model(c=3, d=4, k=3, seed=0, sharp=1.0) -> lc.LatentClass:
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(c, generator=g, dtype=torch.float64)

@@ -17,15 +17,6 @@ from ..models.diffusion_oracles import PointMassNet
 K = 17
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors on a shared 2-core machine: a second thread only adds contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _point_model(T=100, variance="fixed_small", parameterization="eps"):
     x_star = torch.randint(0, K, (1, 1, 4, 4), generator=torch.Generator().manual_seed(0))
     net = PointMassNet(Schedule.make("linear", T), x_star.double() * 2 / (K - 1) - 1, parameterization)

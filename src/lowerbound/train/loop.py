@@ -209,8 +209,14 @@ class Trainer:
         from tqdm import tqdm
 
         cfg, rt, st = self.cfg, self.rt, self.state
-        bar = tqdm(total=cfg.steps, initial=st.step, disable=not (self.progress and rt.is_main),
-                   file=sys.stderr, unit="step", dynamic_ncols=True, leave=False)
+        # under a time budget the bar counts seconds (its ETA is the budget's end), else steps
+        timed = cfg.minutes is not None and 60 * cfg.minutes / 0.01 < cfg.steps
+        bar = tqdm(total=round(60 * cfg.minutes) if timed else cfg.steps,
+                   initial=round(st.elapsed) if timed else st.step,
+                   disable=not (self.progress and rt.is_main), file=sys.stderr,
+                   unit="s" if timed else "step", dynamic_ncols=True, leave=False,
+                   bar_format=("{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+                               if timed else None))
         reason = "steps"
         seconds = 0.0
         self.model.train()
@@ -221,7 +227,7 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 st.elapsed += dt
                 seconds += dt
-                bar.update(1)
+                bar.update(min(dt, bar.total - bar.n) if timed else 1)
                 s = st.step
                 last = s >= cfg.steps
                 is_eval = s % cfg.eval_every == 0 or last
@@ -238,7 +244,7 @@ class Trainer:
                     seconds = 0.0
                     if self.files is not None and rt.is_main:
                         self.files.write_row(row)
-                    bar.set_postfix({f"loss {self.unit}": f"{row[f'loss_{self.unit}']:.4f}",
+                    bar.set_postfix({"step": s, f"loss {self.unit}": f"{row[f'loss_{self.unit}']:.4f}",
                                      "ex/s": f"{row['examples_per_s'] or 0:.0f}"}, refresh=False)
                 if cfg.patience and st.evals_since_best >= cfg.patience:
                     st.stopped_early, reason = True, "patience"

@@ -189,19 +189,24 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
 
 
 def score_splits(cfg, rt, model, dataset, train_x, valid_x, progress) -> dict[str, dict[str, Any]]:
-    """Bound on train (a subset as large as the test set), validation and test, same estimator; the
-    test split is scored as the data set's own, the others as parts of train (the truth, if known,
-    gives each its KL to the truth)."""
+    """Bound on train (a subset as large as the test set), validation and test; the test split is
+    scored as the data set's own, the others as parts of train (the truth, if known, gives each its
+    KL to the truth).  Test gets the model's default estimator; train and validation get the cheap
+    one it is validated with during training (the same as the default for most families; for
+    diffusion an unbiased Monte Carlo estimate over timesteps), each row naming its estimator."""
     from .scoring import summarize_split
 
     n = min(len(train_x), len(dataset.test))
     splits = {"train": train_x[:n], "valid": valid_x, "test": None}
     seed = runtime.derive_seed(cfg.seed, "final")
+    cheap = getattr(model, "validation_estimator", (None, None))
     out = {}
     for name, x in splits.items():
         if x is None or len(x):
+            estimator, samples = (None, None) if name == "test" else cheap
             out[name] = summarize_split(model, dataset, name, x, batch_size=cfg.eval_batch_size,
-                                        seed=seed, device=rt.device, progress=progress)
+                                        seed=seed, device=rt.device, progress=progress,
+                                        estimator=estimator, samples=samples)
     return out
 
 
