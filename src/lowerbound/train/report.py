@@ -70,7 +70,7 @@ def reconstructions(model, x: torch.Tensor, files: RunDir, seed: int) -> Path | 
     rows = []
     for i in range(0, len(x), 8):
         rows += [x[i:i + 8].cpu(), r[i:i + 8]]
-    return save_picture(files.path / "reconstructions.png", torch.cat(rows), model.levels)
+    return save_picture(files.path / "reconstructions.png", torch.cat(rows), model.levels, nrow=8)
 
 
 def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[str, Any]) -> Path:

@@ -109,18 +109,18 @@ def save_samples(path: Path, model: nn.Module, n: int, seed: int = SAMPLE_SEED) 
     return save_picture(path, x, getattr(model, "levels", None))
 
 
-def save_picture(path: Path, x: Tensor, levels: int | None, title: str | None = None) -> Path | None:
-    """Images [N, C, H, W] as a grid, points [N, 2] as a scatter; None for layouts neither fits."""
-    try:
-        from ..io import images
-    except ImportError:  # the images module is not available in this checkout
-        return None
+def save_picture(path: Path, x: Tensor, levels: int | None, title: str | None = None,
+                 nrow: int | None = None) -> Path | None:
+    """Images [N, C, H, W] as a grid (nrow per row), points [N, 2] as a scatter; None for layouts
+    neither fits."""
+    from ..io import images
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if levels is not None and x.dim() == 4:
-        images.save_grid(path, x.long(), levels)
+        images.save_grid(path, x.long(), levels, nrow=nrow)
     elif levels is not None and x.dim() == 3:
-        images.save_grid(path, x.long().unsqueeze(1), levels)
+        images.save_grid(path, x.long().unsqueeze(1), levels, nrow=nrow)
     elif x.dim() == 2 and x.shape[1] == 2:
         images.save_scatter(path, x.float(), title=title)
     else:
