@@ -128,3 +128,19 @@ def test_time_budget_stops_the_run():
     t = Trainer(cfg, runtime.setup("cpu"), registry.build("independent", {}, 5, (1, 2, 3)), x, None,
                 progress=False)
     assert t.run() == "minutes" and 0 < t.state.step < 10**9
+
+
+def test_a_models_param_groups_scale_the_learning_rate():
+    """VDM asks a 10x step for its noise schedule: the optimizer's groups carry it at every step."""
+    model = registry.build("vdm", {"net": "mlp", "width": 16, "depth": 1, "schedule_hidden": 8}, 17, (4,))
+    x = torch.randint(0, 17, (64, 4), generator=torch.Generator().manual_seed(0))
+    cfg = resolve(dict(family="vdm", steps=2, batch_size=16, lr=2e-3, eval_every=2, ema_decay=0.0,
+                       patience=0), {})
+    trainer = Trainer(cfg, runtime.setup("cpu"), model, x, None, progress=False)
+    before = [p.detach().clone() for p in model.schedule.parameters()]
+    trainer.run()
+    groups = trainer.state.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [2e-3, 2e-2]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.schedule.parameters()}
+    assert groups[1]["weight_decay"] == 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.schedule.parameters()))

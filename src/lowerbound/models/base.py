@@ -72,6 +72,11 @@ class GenerativeModel(nn.Module):
         """Closed-form / EM fitting for fit_mode == "fit" models; returns a dict of diagnostics."""
         raise NotImplementedError(f"{self.family} is trained by gradient descent, not fit()")
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer: dicts with "params" and optionally "lr_scale" (a
+        multiple of the run's learning rate) and "weight_decay".  One group by default."""
+        return [{"params": list(self.parameters())}]
+
     @property
     def device(self) -> torch.device:
         for p in self.parameters():

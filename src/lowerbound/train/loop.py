@@ -88,7 +88,11 @@ class Trainer:
         self.resample, self._train_epoch = resample, 0
         self.unit = "bpd" if getattr(model, "levels", None) is not None else "nats"
         self.scale = 1.0 / (model.dims * LN2) if self.unit == "bpd" else 1.0
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        groups = [{"params": list(g["params"]), "lr_scale": float(g.get("lr_scale", 1.0)),
+                   "weight_decay": float(g.get("weight_decay", cfg.weight_decay))}
+                  for g in self.model.param_groups()] if hasattr(self.model, "param_groups") else \
+            [{"params": list(self.model.parameters()), "lr_scale": 1.0}]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
         self.state = TrainState(self.model, optimizer, ema, scaler)
@@ -126,8 +130,8 @@ class Trainer:
         g = self._loss_gen
         g.manual_seed(runtime.derive_seed(cfg.seed, "loss", rt.rank, s))
         lr = cfg.lr_at(s)
-        for group in st.optimizer.param_groups:
-            group["lr"] = lr
+        for group in st.optimizer.param_groups:  # a model may ask a larger step for some parameters
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         with self._autocast():
             terms = self.objective(x, g) if rt.distributed else self.model.loss(x, generator=g).terms
         means = [t.float().mean() for t in terms.values()]
