@@ -297,3 +297,16 @@ def test_importance_history_survives_a_state_dict_round_trip(x_star):
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(b.sampler.history, a.sampler.history)
     assert int(b.sampler.count.sum()) == 300
+
+
+def test_a_single_step_process_has_no_diffusion_term():
+    """T = 1: the bound is prior + decoder; both estimators agree and the diffusion term is 0."""
+    model = registry.build("diffusion", {"timesteps": 1, "net": "mlp", "mlp": {"width": 16, "depth": 1}},
+                           K, (1, 8, 8)).eval()
+    x = torch.randint(0, K, (3, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        # the decoder term draws x_1: the same generator gives both estimators the same draw
+        full = model.bound(x, estimator="full", generator=torch.Generator().manual_seed(1))
+        mc = model.bound(x, estimator="mc", samples=4, generator=torch.Generator().manual_seed(1))
+    assert full.estimator == "vlb-T=1" and torch.equal(full.terms["diffusion"], torch.zeros(3).double())
+    torch.testing.assert_close(full.nats, mc.nats)

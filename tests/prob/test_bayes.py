@@ -102,3 +102,12 @@ def test_normal_normal_batches_along_dim():
     assert isinstance(post, D.Normal)
     with pytest.raises(UserError, match="positive"):
         normal_normal_posterior(0.0, -1.0, 0.5, x)
+
+
+def test_normal_normal_evidence_with_a_noise_std_per_batch_element():
+    """Review finding: a [B] noise_std must pair with the batch axis, not the observation axis."""
+    x = torch.tensor([[0.3], [1.5], [-2.0], [0.0]], dtype=torch.float64)
+    s = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)
+    _, log_evidence = normal_normal_posterior(0.0, 1.0, s, x)
+    exact = D.Normal(0.0, (1 + s**2).sqrt()).log_prob(x[:, 0])  # x ~ N(0, 1 + s^2) marginally
+    torch.testing.assert_close(log_evidence, exact)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import integrate
 
 from lowerbound.errors import UserError
-from lowerbound.prob import kl_divergence
+from lowerbound.prob import cross_entropy, kl_divergence
 from lowerbound.prob.kl import DEFAULT_NUM_SAMPLES
 
 F64 = torch.float64
@@ -167,3 +167,18 @@ def test_closed_method_refuses_when_no_closed_form():
     mix = D.MixtureSameFamily(D.Categorical(torch.ones(2)), D.Normal(torch.zeros(2), torch.ones(2)))
     with pytest.raises(UserError, match="no closed-form KL"):
         kl_divergence(mix, D.Normal(0.0, 1.0), method="closed")
+
+
+@pytest.mark.parametrize("q, p", [
+    (D.Categorical(probs=torch.tensor([0.5, 0.5])), D.Categorical(probs=torch.tensor([1.0, 0.0]))),
+    (D.Bernoulli(torch.tensor(0.5)), D.Bernoulli(torch.tensor(0.0))),
+    (D.Independent(D.Bernoulli(torch.tensor([0.5, 0.5])), 1),
+     D.Independent(D.Bernoulli(torch.tensor([0.5, 1.0])), 1)),
+])
+def test_monte_carlo_kl_is_infinite_where_p_has_zero_mass(q, p):
+    """torch clamps probabilities inside log_prob; a draw of probability exactly 0 must still give +inf."""
+    g = torch.Generator().manual_seed(0)
+    kl = kl_divergence(q, p, method="mc", num_samples=200, generator=g)
+    ce = cross_entropy(q, p, method="mc", num_samples=200, generator=torch.Generator().manual_seed(0))
+    assert torch.isposinf(kl.value).all() and (kl.stderr == 0).all()
+    assert torch.isposinf(ce.value).all() and (ce.stderr == 0).all()

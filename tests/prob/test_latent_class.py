@@ -122,3 +122,10 @@ def test_marginal_pseudocounts_and_invariants():
         lc.LatentClass(torch.zeros(2), torch.zeros(2, 3, 4))  # not normalized
     with pytest.raises(ValueError):
         lc.m_step(x, torch.zeros(3, 1), 3, alpha=-1.0)
+
+
+def test_an_empty_component_without_pseudocounts_is_refused_clearly():
+    x = torch.tensor([[0, 1], [1, 0]])
+    log_q = torch.log(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))  # component 1 gets no examples
+    with pytest.raises(ValueError, match="holds no examples"):
+        lc.m_step(x, log_q, levels=2)

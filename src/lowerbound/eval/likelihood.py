@@ -1,10 +1,11 @@
 """The one honest number: a model's bound on a data set's split, with its uncertainty (design.md).
 
 Discrete data: the mean over examples of -log2 P(x) / D, bits per dimension.  Continuous data:
-nats per example.  The standard error is that of a mean over n examples, std / sqrt(n), plus, where
-the estimator is itself random (Monte Carlo over dequantization noise or timesteps, reported per
-example in Bound.variance), that randomness: sqrt(std^2 / n + sum_i var_i / n^2).  The second part
-is already inside the spread over examples, so the sum is slightly conservative.
+nats per example.  The standard error is that of a mean over n examples, std / sqrt(n).  Where the
+estimator is itself random (Monte Carlo over dequantization noise, timesteps or importance draws),
+each example's noise is drawn independently, so the spread over examples already holds it and
+std / sqrt(n) covers both sources; the share due to the estimator, sqrt(sum_i var_i) / n from
+Bound.variance, is reported beside it as estimator_stderr.
 
 For data whose true density is known, the distance to the truth is estimated on the same points,
 paired: KL(p_data || p_model) <= mean_i [log p_true(x_i) + bound_i], with the standard error of the
@@ -52,6 +53,7 @@ class LikelihoodResult:
     dataset: str = ""
     model: str = ""
     extras: dict[str, tuple[float, float]] = field(default_factory=dict)
+    estimator_stderr: float | None = None  # part of stderr due to the estimator's own randomness
 
     @property
     def key(self) -> str:
@@ -69,6 +71,7 @@ class LikelihoodResult:
             "estimator": self.estimator,
             "exact": self.exact,
             "n": self.n,
+            "estimator_stderr": self.estimator_stderr,
             "kl_to_truth": None,
             "seconds": self.seconds,
             "split": self.split,
@@ -122,13 +125,13 @@ def _check(model: GenerativeModel, dataset: Dataset, estimator: str | None, samp
         raise UserError(f"batch_size must be a positive integer, got {batch_size}.")
 
 
-def _mean_stderr(values: Tensor, extra_variance: Tensor | None = None) -> tuple[float, float]:
-    """Mean of [N] values and its standard error: std/sqrt(n), plus the estimator variance if given."""
+def _mean_stderr(values: Tensor) -> tuple[float, float]:
+    """Mean of [N] values and its standard error std/sqrt(n).  Where each value carries its own
+    independent estimator noise (Monte Carlo over timesteps, IWAE draws), the spread over examples
+    already contains that noise, so std/sqrt(n) covers both sources; adding the estimator's
+    variance again would count it twice."""
     est = Estimate.from_samples(values.double())  # stderr inf for a single example: unknown
-    value, stderr = est.value.item(), est.stderr.item()
-    if extra_variance is not None:
-        stderr = math.sqrt(stderr**2 + extra_variance.double().sum().item() / len(values) ** 2)
-    return value, stderr
+    return est.value.item(), est.stderr.item()
 
 
 def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
@@ -184,16 +187,20 @@ def _summarize(b: Bound, truth: list[Tensor], model, dataset, split, seconds) ->
         raise UserError(f"The {model.family} model's bound is not finite on {bad} {split} examples "
                         f"of {dataset.name}.")
     scale = 1.0 / (dataset.dims * LN2) if dataset.levels is not None else 1.0
-    value, stderr = _mean_stderr(nats * scale, None if b.variance is None else b.variance * scale**2)
+    value, stderr = _mean_stderr(nats * scale)
+    # the share of that error due to the estimator's own randomness, reported beside it
+    est_stderr = None
+    if b.variance is not None:
+        est_stderr = math.sqrt(b.variance.double().sum().item()) / len(nats) * scale
     z = Estimate(torch.tensor(value, dtype=torch.float64),
                  torch.tensor(stderr, dtype=torch.float64)).confidence_interval(0.95)
     terms = {k: _mean_stderr(v * scale) for k, v in b.terms.items()}
     extras = {k: _mean_stderr(v * scale) for k, v in b.extras.items()}
     kl = None
     if truth:
-        kl = _mean_stderr(torch.cat(truth) + nats, b.variance)
+        kl = _mean_stderr(torch.cat(truth) + nats)
     return LikelihoodResult(
         estimator=b.estimator, exact=b.exact, unit="bits/dim" if dataset.levels is not None else "nats",
         value=value, stderr=stderr, interval=(z[0].item(), z[1].item()), terms=terms, n=len(nats),
         kl_to_truth=kl, per_example=nats, seconds=seconds, split=split, dataset=dataset.name,
-        model=model.family, extras=extras)
+        model=model.family, extras=extras, estimator_stderr=est_stderr)

@@ -63,6 +63,7 @@ def normal_normal_posterior(
     mean = (m0 / s0**2 + x.sum(dim) / s**2) / precision
     posterior = D.Normal(mean, precision.rsqrt().expand_as(mean))
     # candidate's formula at mu = posterior mean: log p(x) = log p(x | mu) + log p(mu) - log p(mu | x)
-    log_lik = D.Normal(mean.unsqueeze(dim), s).log_prob(x).sum(dim)
+    # s has the batch shape (or broadcasts to it): give it the observation axis before pairing with x
+    log_lik = D.Normal(mean.unsqueeze(dim), s.expand_as(mean).unsqueeze(dim)).log_prob(x).sum(dim)
     log_evidence = log_lik + D.Normal(m0, s0).log_prob(mean) - posterior.log_prob(mean)
     return posterior, log_evidence

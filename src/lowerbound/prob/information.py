@@ -22,6 +22,7 @@ from .kl import (
     as_distribution,
     closed_form_kl,
     log_prob_or_neg_inf,
+    mc_estimate_allowing_inf,
 )
 from .montecarlo import _check_count, draw
 
@@ -82,4 +83,4 @@ def cross_entropy(
             names = f"{type(q).__name__}, {type(p).__name__}"
             raise UserError(f"no closed-form cross-entropy is known for {names}.")
     z = _mc_draws(q, num_samples, generator)
-    return Estimate.from_samples(-log_prob_or_neg_inf(p, z), dim=0)
+    return mc_estimate_allowing_inf(-log_prob_or_neg_inf(p, z))

@@ -65,7 +65,31 @@ def log_prob_or_neg_inf(p: D.Distribution, z: Tensor) -> Tensor:
         lp = p.log_prob(z)
     finally:
         p._validate_args = validate
+    # torch clamps probabilities when it builds logits, so an outcome of probability exactly 0 gets
+    # a large finite negative log_prob: mark those as outside the support too
+    zero = _zero_mass(p, z)
+    if zero is not None:
+        inside = inside & ~zero
     return torch.where(inside, lp, torch.full_like(lp, -torch.inf))
+
+
+def _zero_mass(p: D.Distribution, z: Tensor) -> Tensor | None:
+    """[sample/batch] True where a discrete p gives z probability exactly 0; None for other families."""
+    if isinstance(p, D.Independent):
+        inner = _zero_mass(p.base_dist, z)
+        if inner is None:
+            return None
+        return inner.flatten(inner.dim() - p.reinterpreted_batch_ndims).any(-1)
+    if isinstance(p, D.Categorical) and not isinstance(p, D.OneHotCategorical):
+        probs = p.probs.expand(*z.shape, p.probs.shape[-1])
+        idx = z.long().clamp(0, probs.shape[-1] - 1).unsqueeze(-1)
+        return probs.gather(-1, idx).squeeze(-1) == 0
+    if isinstance(p, D.OneHotCategorical):
+        return ((p.probs == 0) & (z > 0)).any(-1)
+    if isinstance(p, D.Bernoulli):
+        probs = p.probs.expand_as(z)
+        return ((probs == 0) & (z > 0)) | ((probs == 1) & (z < 1))
+    return None
 
 
 def closed_form_kl(q: D.Distribution, p: D.Distribution) -> Tensor | None:
@@ -100,8 +124,13 @@ def kl_divergence(
     n = DEFAULT_NUM_SAMPLES if num_samples is None else num_samples
     _check_count(n, "num_samples")
     z = draw(q, (n,), generator=generator)
-    est = Estimate.from_samples(q.log_prob(z) - log_prob_or_neg_inf(p, z), dim=0)
-    # one draw where p has no mass proves the KL infinite: no uncertainty left there
+    return mc_estimate_allowing_inf(q.log_prob(z) - log_prob_or_neg_inf(p, z))
+
+
+def mc_estimate_allowing_inf(samples: Tensor) -> Estimate:
+    """Monte Carlo mean over dim 0 where a draw may be +inf (a draw where p has no mass): one such
+    draw proves the expectation infinite, so no uncertainty is left there (stderr 0, not nan)."""
+    est = Estimate.from_samples(samples, dim=0)
     certain = torch.isposinf(est.value)
     return Estimate(est.value, torch.where(certain, 0.0, est.stderr), est.num_samples, False)
 

@@ -120,6 +120,9 @@ def m_step(x: Tensor, log_q: Tensor, levels: int, alpha: float | Tensor = 0.0,
         onehot = torch.nn.functional.one_hot(x, levels).to(q.dtype).reshape(x.shape[0], -1)
     counts = (q.T @ onehot).reshape(q.shape[1], x.shape[1], levels) + alpha  # [C, D, K]
     weights = q.sum(0) + alpha_weights
+    if bool((counts.sum(-1) == 0).any()):
+        raise ValueError("a component holds no examples and no pseudocounts: its maximum-likelihood "
+                         "parameters are undefined; use alpha > 0 or fewer components")
     log_probs = counts.log() - counts.sum(-1, keepdim=True).log()
     log_weights = weights.log() - weights.sum().log()
     return LatentClass(log_weights, log_probs)

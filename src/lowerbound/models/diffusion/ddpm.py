@@ -280,7 +280,9 @@ class Diffusion(GenerativeModel):
         ex = torch.arange(b, device=y0.device)
         recon = self._rows(y0, x, ex, torch.ones_like(ex), generator)
         variance = None
-        if estimator == "full":
+        if estimator == "full" and T < 2:  # no steps between the decoder and the prior
+            diff, name = torch.zeros(b, dtype=torch.float64, device=y0.device), f"vlb-T={T}"
+        elif estimator == "full":
             steps = torch.arange(2, T + 1, device=y0.device)
             example, step = ex.repeat(steps.numel()), steps.repeat_interleave(b)
             diff = self._rows(y0, x, example, step, generator).reshape(-1, b).sum(0)
