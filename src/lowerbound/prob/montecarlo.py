@@ -112,7 +112,8 @@ def draw(q: D.Distribution, sample_shape=(), *, generator: torch.Generator | Non
     drawer = _DRAWERS.get(type(q))
     if drawer is not None:
         return drawer(q, shape, generator)
-    devices = [generator.device] if generator.device.type == "cuda" else []
+    # torch.manual_seed seeds every device: fork them all so the caller's global RNG is untouched
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(_seed_from(generator))
         return q.rsample(shape) if q.has_rsample else q.sample(shape)
