@@ -1,0 +1,309 @@
+"""digits-bpd peer: diffusers' UNet2DModel + DDPMScheduler (L_simple) against our `diffusion` family.
+
+benchmarks.md protocol and issue 5 ("Quality and speed"), two parts:
+
+speed    training steps of the two at an equal parameter count (701,345 each: diffusers' UNet2DModel with
+         block_out_channels (32, 64), one attention block at 4x4, against our UNet with channels 32,
+         channel_mult (1, 2), attention at 4), both L_simple with eps on the linear schedule, batch 128,
+         fp32, one thread, interleaved in blocks in one process; the median examples/s of each and
+         their ratio (ours / diffusers').
+quality  diffusers' model trained by L_simple (Ho et al. 2020, eq. 14) through DDPMScheduler.add_noise
+         for a fixed wall-clock (validation not counted), EMA of the weights, selected on a validation
+         tenth of train (default_rng(1)) by our MC bound, then the test split scored by OUR full
+         bound (vlb-T=1000) with the diffusers UNet wrapped as the net of lowerbound's `Diffusion`
+         (eps, fixed_large variances sigma_t^2 = beta_t).
+
+Timestep alignment: our step i = 1..T has alpha_bar_i = prod_{j<=i} (1 - beta_j) with beta_j the j-th of
+linspace(1e-4, 0.02, T); diffusers' timestep s = 0..T-1 has alphas_cumprod[s] = prod_{j<=s+1} of the same
+betas, so s = i - 1, i.e. s = t * T - 1 for our t = i / T.  The script checks that the two tables agree.
+
+    python benchmarks/digits_diffusers_peer.py --part speed
+    python benchmarks/digits_diffusers_peer.py --part quality --minutes 3     # trains, saves the weights
+    python benchmarks/digits_diffusers_peer.py --part test --threads 2        # our full bound on test
+
+diffusers is the optional `bench` extra (pip install -e .[bench]); it is imported here only, lazily.
+The full bound costs 360,000 UNet calls (about 4-7 minutes on this CPU), hence a part of its own.
+Each part writes its numbers into benchmarks/results/digits_diffusers_peer.json (the other part's are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lowerbound.data import load
+from lowerbound.models import registry
+from lowerbound.models.diffusion.ddpm import Diffusion
+from lowerbound.prob.units import to_signed
+
+T = 1000
+
+
+def diffusers_unet(dropout: float) -> nn.Module:
+    """The small diffusers UNet for 8x8x1 images: two levels (32, 64), attention at the 4x4 one."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(32, 64),
+                       layers_per_block=1, norm_num_groups=8, dropout=dropout,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+
+
+def ddpm_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+
+
+class AsOurNet(nn.Module):
+    """A diffusers UNet as our net: net(x_t [B, 1, 8, 8], t [B] = i / T) -> eps [B, 1, 8, 8],
+    calling the UNet with its timestep s = i - 1 (0..T-1)."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        s = (t.double() * T).round().long() - 1
+        if int(s.min()) < 0 or int(s.max()) > T - 1:
+            raise ValueError(f"timestep out of range: t*T-1 in [{int(s.min())}, {int(s.max())}]")
+        return self.unet(x, s).sample
+
+
+def as_diffusion(unet: nn.Module, chunk: int, clip_x0: bool = False) -> Diffusion:
+    return Diffusion(AsOurNet(unet), levels=17, shape=(1, 8, 8), timesteps=T, schedule="linear",
+                     parameterization="eps", variance="fixed_large", clip_x0=clip_x0, chunk=chunk)
+
+
+def check_alignment() -> float:
+    """Largest |alpha_bar| difference between diffusers' table at s = i - 1 and ours at i."""
+    ours = as_diffusion(nn.Identity(), 1).schedule.alpha_bar[1:]
+    theirs = ddpm_scheduler().alphas_cumprod.double()
+    gap = float((ours - theirs).abs().max())
+    if gap > 1e-5:
+        raise AssertionError(f"schedules disagree by {gap:.3g}")
+    return gap
+
+
+def params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def diffusers_step(unet, sched, opt, x0: Tensor, g: torch.Generator) -> float:
+    """One L_simple step the diffusers way: add_noise at s ~ U{0..T-1}, mse of eps."""
+    s = torch.randint(0, T, (x0.shape[0],), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    noisy = sched.add_noise(x0, noise, s)
+    loss = torch.nn.functional.mse_loss(unet(noisy, s).sample, noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
+def ours_step(model, opt, x: Tensor, g: torch.Generator) -> float:
+    loss = model.loss(x, generator=g).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
+def speed(train: Tensor, args) -> dict:
+    torch.manual_seed(args.seed)
+    unet, sched = diffusers_unet(args.dropout).train(), ddpm_scheduler()
+    ours = registry.build("diffusion", {
+        "net": "unet", "parameterization": "eps", "variance": "fixed_large", "loss": "simple",
+        "timestep_sampling": "uniform", "schedule": "linear",
+        "unet": {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
+                 "dropout": args.dropout, "groups": 8}}, 17, (1, 8, 8)).train()
+    opt_d = torch.optim.Adam(unet.parameters(), lr=args.lr)
+    opt_o = torch.optim.Adam(ours.parameters(), lr=args.lr)
+    g = torch.Generator().manual_seed(args.seed)
+    y0 = to_signed(train, 17)
+    rates = {"diffusers": [], "ours": []}
+    steps = {"diffusers": 0, "ours": 0}
+    for block in range(args.blocks + 1):  # block 0 warms both up and is not counted
+        for name in ("diffusers", "ours") if block % 2 == 0 else ("ours", "diffusers"):
+            t0 = time.perf_counter()
+            for _ in range(args.block_steps):
+                idx = torch.randint(0, len(train), (args.batch,), generator=g)
+                if name == "diffusers":
+                    diffusers_step(unet, sched, opt_d, y0[idx], g)
+                else:
+                    ours_step(ours, opt_o, train[idx], g)
+            dt = time.perf_counter() - t0
+            if block > 0:
+                rates[name].append(args.batch * args.block_steps / dt)
+                steps[name] += args.block_steps
+        if block > 0:
+            print(f"  block {block}: diffusers {rates['diffusers'][-1]:.0f} ex/s, "
+                  f"ours {rates['ours'][-1]:.0f} ex/s", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"parameters": {"diffusers": params(unet), "ours": params(ours.net)},
+            "batch": args.batch, "blocks": args.blocks, "steps_per_block": args.block_steps,
+            "timed_steps": steps, "dropout": args.dropout,
+            "examples_per_second_median": {k: round(v, 1) for k, v in med.items()},
+            "examples_per_second_blocks": {k: [round(r, 1) for r in v] for k, v in rates.items()},
+            "ratio_ours_over_diffusers": round(med["ours"] / med["diffusers"], 3)}
+
+
+@torch.inference_mode()
+def bound_bits(model: Diffusion, x: Tensor, estimator: str, seed: int, k: int = 32):
+    """Per-example bound in bits/dim [N] float64 and the Bound itself."""
+    b = model.bound(x, estimator=estimator, samples=k if estimator == "mc" else None,
+                    generator=torch.Generator().manual_seed(seed))
+    return b.nats / (model.dims * math.log(2)), b
+
+
+def quality(train: Tensor, valid: Tensor, args) -> dict:
+    torch.manual_seed(args.seed)
+    unet, sched = diffusers_unet(args.dropout).train(), ddpm_scheduler()
+    ema = copy.deepcopy(unet).eval()
+    opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
+    g = torch.Generator().manual_seed(args.seed)
+    y0 = to_signed(train, 17)
+    best, history = (math.inf, None, 0), []
+    step, t0, next_eval, budget = 0, time.time(), 0.0, args.minutes * 60
+    eval_seconds = 0.0
+    while True:
+        elapsed = time.time() - t0 - eval_seconds  # training time only: validation is not charged
+        if elapsed >= next_eval or elapsed >= budget:
+            te = time.time()
+            per, _ = bound_bits(as_diffusion(ema, args.chunk), valid, "mc", seed=123, k=args.valid_k)
+            v = float(per.mean())
+            eval_seconds += time.time() - te
+            history.append({"step": step, "seconds": round(elapsed, 1), "valid_bpd_mc": round(v, 4)})
+            print(f"  step {step:5d} {elapsed:6.0f}s valid {v:.4f} bits/dim (mc-k={args.valid_k})",
+                  file=sys.stderr)
+            if v < best[0]:
+                best = (v, copy.deepcopy(ema.state_dict()), step)
+            next_eval = elapsed + args.eval_every
+            if elapsed >= budget:
+                break
+        idx = torch.randint(0, len(train), (args.batch,), generator=g)
+        diffusers_step(unet, sched, opt, y0[idx], g)
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(pm, 1 - decay)
+    train_seconds = time.time() - t0
+    out = {"parameters": params(unet), "steps": step,
+           "train_seconds_excl_validation": round(train_seconds - eval_seconds, 1),
+           "validation_seconds": round(eval_seconds, 1),
+           "examples_per_second": round(step * args.batch / (train_seconds - eval_seconds), 1),
+           "best_step": best[2], "best_valid_bpd_mc": round(best[0], 4), "history": history}
+    Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"selected_by_valid": best[1], "final": ema.state_dict(), "dropout": args.dropout},
+               args.checkpoint)
+    return out
+
+
+def score_test(test: Tensor, args) -> dict:
+    """Our full bound (vlb-T=1000) on the test split for the weights quality() saved."""
+    saved = torch.load(args.checkpoint)
+    unet = diffusers_unet(saved["dropout"]).eval()
+    out, n = {}, len(test)
+    for label in ("selected_by_valid", "final") if args.final else ("selected_by_valid",):
+        unet.load_state_dict(saved[label])
+        for clip in (False, True) if args.clip else (False,):
+            model = as_diffusion(unet, args.chunk, clip)
+            te = time.time()
+            per, b = bound_bits(model, test, "full", seed=7)
+            key = label + ("_clip_x0" if clip else "")
+            out[key] = {
+                "estimator": b.estimator, "test_bpd": round(float(per.mean()), 4),
+                "stderr_over_examples": round(float(per.std() / math.sqrt(n)), 4),
+                "terms_bpd": {k: round(float(v.mean()), 4) for k, v in b.term_bits_per_dim().items()},
+                "seconds": round(time.time() - te, 1), "threads": args.threads}
+            r = out[key]
+            print(f"  test {key}: {r['test_bpd']:.4f} +- {r['stderr_over_examples']:.4f} bits/dim "
+                  f"({r['estimator']}, {r['seconds']} s) terms {r['terms_bpd']}", file=sys.stderr)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=["speed", "quality", "test"], required=True,
+                   help="quality trains and saves the weights to --checkpoint; test scores them")
+    p.add_argument("--checkpoint", default="runs/diffusers_peer/ema.pt")
+    p.add_argument("--minutes", type=float, default=3.0,
+                   help="training wall-clock of the quality part, validation time not counted")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--ema", type=float, default=0.995)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout of both UNets")
+    p.add_argument("--blocks", type=int, default=8, help="timed blocks per model in the speed part")
+    p.add_argument("--block-steps", type=int, default=10)
+    p.add_argument("--eval-every", type=float, default=15.0,
+                   help="training seconds between validation checks")
+    p.add_argument("--valid-k", type=int, default=16, help="timesteps per example of the MC validation bound")
+    p.add_argument("--chunk", type=int, default=4096, help="rows per net call in a bound")
+    p.add_argument("--final", action="store_true", help="also score the final weights on test")
+    p.add_argument("--clip", action="store_true", help="also score with x0 clipped to [-1, 1]")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "digits_diffusers_peer.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    import diffusers
+
+    data = load("digits")
+    perm = torch.from_numpy(np.random.default_rng(1).permutation(len(data.train)))
+    n_valid = len(data.train) // 10
+    valid, train = data.train[perm[:n_valid]], data.train[perm[n_valid:]]
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.update({
+        "benchmark": "digits-bpd peer: diffusers UNet2DModel + DDPMScheduler (L_simple) "
+                     "vs lowerbound's diffusion family",
+        "machine": f"{platform.machine()}, a 2-core CPU shared with other engineers' jobs, "
+                   f"{args.threads} thread(s), fp32: timings are pessimistic",
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
+        "split": f"train {len(train)} / valid {len(valid)} (default_rng(1)) / test {len(data.test)}",
+        "schedule_alignment_max_abs_alpha_bar_gap": check_alignment()})
+    if args.part == "speed":
+        results["speed"] = dict(speed(train, args), args=vars(args))
+    elif args.part == "quality":
+        results["quality"] = dict(quality(train, valid, args), args=vars(args))
+        results.pop("test", None)  # scores of older weights
+    else:
+        results["test"] = dict(score_test(data.test, args), args=vars(args))
+    out.write_text(json.dumps(results, indent=2))
+
+    if "speed" in results:
+        s = results["speed"]
+        print("\n| model | parameters | examples/s (median, batch 128, 1 thread) |\n| --- | --- | --- |")
+        for k in ("diffusers", "ours"):
+            print(f"| {k} | {s['parameters'][k]} | {s['examples_per_second_median'][k]:.0f} |")
+        print(f"ours / diffusers step throughput: {s['ratio_ours_over_diffusers']:.2f}")
+    if "quality" in results and "test" in results:
+        q = results["quality"]
+        print(f"\ndiffusers L_simple, {q['steps']} steps in {q['train_seconds_excl_validation']} s, "
+              f"best valid at step {q['best_step']}\n| weights | test bits/dim (our full bound) | prior "
+              "| diffusion | reconstruction |\n| --- | --- | --- | --- | --- |")
+        for k, r in results["test"].items():
+            if k == "args":
+                continue
+            t = r["terms_bpd"]
+            print(f"| {k} | {r['test_bpd']:.3f} +- {r['stderr_over_examples']:.3f} | {t['prior']:.4f} "
+                  f"| {t['diffusion']:.3f} | {t['reconstruction']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
