@@ -220,7 +220,7 @@ def score_test(test: Tensor, args) -> dict:
     out, n = {}, len(test)
     for label in ("selected_by_valid", "final") if args.final else ("selected_by_valid",):
         unet.load_state_dict(saved[label])
-        for clip in (False, True) if args.clip else (False,):
+        for clip in {"no": (False,), "yes": (True,), "both": (False, True)}[args.clip]:
             model = as_diffusion(unet, args.chunk, clip)
             te = time.time()
             per, b = bound_bits(model, test, "full", seed=7)
@@ -254,7 +254,8 @@ def main() -> None:
     p.add_argument("--valid-k", type=int, default=16, help="timesteps per example of the MC validation bound")
     p.add_argument("--chunk", type=int, default=4096, help="rows per net call in a bound")
     p.add_argument("--final", action="store_true", help="also score the final weights on test")
-    p.add_argument("--clip", action="store_true", help="also score with x0 clipped to [-1, 1]")
+    p.add_argument("--clip", choices=["no", "yes", "both"], default="no",
+                   help="score with x0 clipped to [-1, 1] (yes), unclipped (no) or both")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "digits_diffusers_peer.json"))
@@ -272,8 +273,8 @@ def main() -> None:
     results.update({
         "benchmark": "digits-bpd peer: diffusers UNet2DModel + DDPMScheduler (L_simple) "
                      "vs lowerbound's diffusion family",
-        "machine": f"{platform.machine()}, a 2-core CPU shared with other engineers' jobs, "
-                   f"{args.threads} thread(s), fp32: timings are pessimistic",
+        "machine": f"{platform.machine()}, a 2-core CPU shared with other engineers' jobs, fp32, threads "
+                   "as in each part's args (speed and training: 1): timings are pessimistic",
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
         "split": f"train {len(train)} / valid {len(valid)} (default_rng(1)) / test {len(data.test)}",
         "schedule_alignment_max_abs_alpha_bar_gap": check_alignment()})
@@ -283,7 +284,9 @@ def main() -> None:
         results["quality"] = dict(quality(train, valid, args), args=vars(args))
         results.pop("test", None)  # scores of older weights
     else:
-        results["test"] = dict(score_test(data.test, args), args=vars(args))
+        scores = score_test(data.test, args)  # merged with earlier scores of the same weights
+        new = {k: dict(v, args=vars(args)) for k, v in scores.items()}
+        results["test"] = {**results.get("test", {}), **new}
     out.write_text(json.dumps(results, indent=2))
 
     if "speed" in results:
@@ -298,8 +301,6 @@ def main() -> None:
               f"best valid at step {q['best_step']}\n| weights | test bits/dim (our full bound) | prior "
               "| diffusion | reconstruction |\n| --- | --- | --- | --- | --- |")
         for k, r in results["test"].items():
-            if k == "args":
-                continue
             t = r["terms_bpd"]
             print(f"| {k} | {r['test_bpd']:.3f} +- {r['stderr_over_examples']:.3f} | {t['prior']:.4f} "
                   f"| {t['diffusion']:.3f} | {t['reconstruction']:.4f} |")
