@@ -94,10 +94,12 @@ class RunDir:
 def draw(model: nn.Module, n: int, seed: int = SAMPLE_SEED) -> Tensor:
     """n samples in chunks, from one generator seeded by `seed` (same seed, same grid)."""
     g = runtime.generator(seed, model.device)
+    # iterative samplers (T net calls) take long enough to deserve a bar over their steps
+    kwargs = {"progress": True} if getattr(model, "iterative_sampler", False) else {}
     chunks = []
     with torch.no_grad():
         for i in range(0, n, SAMPLE_CHUNK):
-            chunks.append(model.sample(min(SAMPLE_CHUNK, n - i), generator=g).cpu())
+            chunks.append(model.sample(min(SAMPLE_CHUNK, n - i), generator=g, **kwargs).cpu())
     return torch.cat(chunks)
 
 

@@ -199,15 +199,18 @@ class Diffusion(GenerativeModel):
         return from_signed(mean, self.levels)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2): sample.ancestral with one chunk
-        and no progress bar.  Levels [n, *shape] (long), or floats for continuous data.  Runs in eval
-        mode (dropout off) and restores the training flag afterwards."""
+    def sample(self, n: int, generator: torch.Generator | None = None, *, progress: bool = False) -> Tensor:
+        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2), in one batch (sample.ancestral
+        batches it; a tqdm bar over the steps if progress).  Levels [n, *shape] (long), or floats for continuous
+        data.  Runs in eval mode (dropout off) and restores the training flag afterwards."""
+        from tqdm.auto import tqdm
+
         was_training = self.training
         self.eval()
         try:
             x = torch.randn((n, *self.shape), generator=generator, device=self.device)
-            for i in range(self.timesteps, 1, -1):
+            steps = range(self.timesteps, 1, -1)
+            for i in tqdm(steps, desc="ddpm sample", disable=not progress, leave=False):
                 x = self.reverse_step(x, i, generator)
             return self.decode(x)
         finally:
