@@ -200,9 +200,10 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, progress: bool = False) -> Tensor:
-        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2), in one batch (sample.ancestral
-        batches it; a tqdm bar over the steps if progress).  Levels [n, *shape] (long), or floats for continuous
-        data.  Runs in eval mode (dropout off) and restores the training flag afterwards."""
+        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2), in one batch
+        (sample.ancestral batches it; a tqdm bar over the steps if progress).  Levels [n, *shape]
+        (long), or floats for continuous data.  Runs in eval mode (dropout off) and restores the
+        training flag afterwards."""
         from tqdm.auto import tqdm
 
         was_training = self.training
