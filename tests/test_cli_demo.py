@@ -12,7 +12,7 @@ from lowerbound.cli import main
 from lowerbound.errors import UserError
 from lowerbound.io.curves import plot_curves
 from lowerbound.prob import LinearGaussian, kl_divergence
-from lowerbound.train.demo_vi import VIDemoConfig, mean_field_floor, run_vi_demo
+from lowerbound.train.demos.vi import VIDemoConfig, mean_field_floor, run_vi_demo
 
 
 @pytest.fixture(scope="module")

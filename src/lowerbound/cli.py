@@ -7,6 +7,7 @@ calls the library.  A UserError anywhere becomes one sentence on stderr and exit
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .errors import UserError
@@ -19,30 +20,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lowerbound: error: {message}.\n")
 
 
-# ---------------------------------------------------------------- demo (issue 2)
+# ---------------------------------------------------------------- demo (issues 2, 13)
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="small demonstrations of the probability tools")
-    demos = p.add_subparsers(dest="demo", required=True, parser_class=_Parser)
-    vi = demos.add_parser(
-        "vi", help="fit a diagonal Gaussian q to an exact posterior by maximizing the ELBO; plot the curves"
-    )
-    vi.add_argument("--steps", type=int, default=500, help="Adam steps (default 500)")
-    vi.add_argument("--seed", type=int, default=0, help="seed of the model, the data point and every draw")
-    vi.add_argument("--latent-dim", type=int, default=2, help="latent dimension d (default 2)")
-    vi.add_argument("--data-dim", type=int, default=5, help="data dimension D (default 5)")
-    vi.add_argument("--samples", type=int, default=8, help="Monte Carlo draws of q per step (default 8)")
-    vi.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
-    vi.add_argument("-o", "--output", default="vi_demo.png", help="PNG of the curves (default vi_demo.png)")
-    vi.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from .train.demos.registry import names  # the names only: no demo is imported to build the parser
+
+    p = sub.add_parser("demo", help="small demonstrations of the probability tools; alone, lists them")
+    p.add_argument("name", nargs="?", choices=names(), help="the demo to run (omit to list every demo)")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the demo's options (lowerbound demo NAME -h)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:
-    from .train.demo_vi import VIDemoConfig, run_vi_demo
+    from .train import demos
 
-    cfg = VIDemoConfig(steps=args.steps, seed=args.seed, latent_dim=args.latent_dim, data_dim=args.data_dim,
-                       samples=args.samples, lr=args.lr)
-    run_vi_demo(cfg, args.output, progress=not args.no_progress)
+    if args.name is None:
+        listing = demos.summaries()
+        width = max(map(len, listing))
+        for name, summary in listing.items():
+            print(f"{name:<{width}}  {summary}")
+        return 0
+    parser = _Parser(prog=f"lowerbound demo {args.name}", description=demos.get(args.name).summary)
+    demos.declare(parser, args.name)
+    options = parser.parse_args(args.options)
+    result = demos.run(args.name, options, out=sys.stderr if options.json else sys.stdout)
+    if options.json:
+        print(json.dumps(result, indent=1, default=str))
     return 0
 
 

@@ -22,9 +22,10 @@ import torch
 import torch.distributions as D
 from tqdm import tqdm
 
-from ..errors import UserError
-from ..io.curves import plot_curves
-from ..prob import LinearGaussian, elbo, kl_divergence
+from ...errors import UserError
+from ...io.curves import plot_curves
+from ...prob import LinearGaussian, elbo, kl_divergence
+from .registry import add_option, register
 
 
 @dataclass
@@ -63,6 +64,16 @@ def mean_field_floor(posterior: D.MultivariateNormal) -> float:
     return 0.5 * (torch.log(torch.diagonal(precision)).sum() - torch.logdet(precision)).item()
 
 
+def _options(parser) -> None:
+    add_option(parser, VIDemoConfig, "steps", "Adam steps")
+    add_option(parser, VIDemoConfig, "latent_dim", "latent dimension d")
+    add_option(parser, VIDemoConfig, "data_dim", "data dimension D")
+    add_option(parser, VIDemoConfig, "samples", "Monte Carlo draws of q per step")
+    add_option(parser, VIDemoConfig, "lr", "Adam learning rate")
+
+
+@register("vi", VIDemoConfig, "maximize the ELBO of a Gaussian q: the gap KL(q || exact posterior) closes",
+          options=_options)
 def run_vi_demo(
     cfg: VIDemoConfig,
     plot: str | Path | None = None,
