@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lowerbound.data import load
 from lowerbound.data.base import Dataset
 from lowerbound.errors import UserError
 from lowerbound.eval import likelihood
@@ -136,7 +137,7 @@ def test_refusals_are_one_sentence():
 
 def test_gaussian_mixture_on_eight_gaussians_is_near_the_truth():
     # the true model class (benchmarks.md toy2d-kl: scikit-learn's mixture reaches ~0.001 nats)
-    data = pytest.importorskip("lowerbound.data").load("toy2d:8gaussians", n_train=4000, n_test=2000)
+    data = load("toy2d:8gaussians", n_train=4000, n_test=2000)
     model = registry.build("gaussian-mixture", {"components": 8, "restarts": 2}, None, (2,))
     model.fit(data.train, progress=False)
     r = likelihood(model, data, progress=False)

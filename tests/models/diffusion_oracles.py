@@ -5,6 +5,12 @@ constant delta in eps, read out as eps, x0 or v; with learned_range its variance
 constant c.  With it every term of the DDPM bound is a closed form (closed_form_bound below, written
 from Ho et al.'s eq. 11 mean mu = (x_t - beta_t / sqrt(1 - abar_t) eps_hat) / sqrt(alpha_t), not from
 the model's code path through x0_hat).
+
+The point mass's terms do not depend on x_t, so they cannot see how x_t is drawn.  SmoothNet is a
+fixed non-linear function of (x_t, t) acting on every element alone: the bound's expectation over x_t
+is then a sum of one-dimensional integrals, computed by quadrature (quadrature_terms) from `Chain`, the
+reverse process written from the papers in numpy.  Spy records a real net's calls so that `replay_bound`
+recomputes the bound from the very draws the model used.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import numpy as np
 import torch
 from scipy.special import log_ndtr
+from scipy.stats import norm
 from torch import nn
 
 
@@ -60,7 +67,7 @@ def closed_form_bound(schedule, levels, x_star, variance, delta=0.0, c=None, per
     post_var = np.zeros(T + 1)
     post_var[2:] = betas[2:] * (1 - abar[1:-1]) / (1 - abar[2:])
     small = post_var.copy()
-    small[1] = post_var[2]
+    small[1] = post_var[2] if T >= 2 else betas[1]  # T = 1: both variances are beta_1
     large = betas.copy()
     with np.errstate(divide="ignore"):  # log 0 at index 0, never used
         logv = {"fixed_small": np.log(small), "fixed_large": np.log(large)}.get(variance)
@@ -85,3 +92,163 @@ def closed_form_bound(schedule, levels, x_star, variance, delta=0.0, c=None, per
     mass = np.exp(log_ndtr(hi)) - np.exp(log_ndtr(lo))
     reconstruction = -np.sum(np.log(mass))
     return prior, diffusion, reconstruction
+
+
+# ---------------------------------------------------------------- a net whose terms depend on x_t
+def smooth_out(x, s, k=None, m=np):
+    """A fixed non-linear function of (x_t, s = t/T), elementwise; `m` is numpy or torch.
+    k None: the mean channel (eps, x0 or v); k an int: the categorical logit of level k."""
+    if k is None:
+        return 0.6 * m.sin(2.5 * x + 3.0 * s) + 0.4 * x * s
+    return 0.8 * m.cos(1.3 * k + 2.0 * x - s) + 0.5 * k * x * s
+
+
+def smooth_var(x, s, m=np):
+    """learned_range's interpolation weight in [-1, 1]."""
+    return m.tanh(1.5 * x - 2.0 * s + 0.3)
+
+
+class SmoothNet(nn.Module):
+    """Acts on every element of x_t [B, C, ...] alone with smooth_out / smooth_var (no parameters):
+    C channels (K * C level-major logits for categorical), then C variance channels if learned."""
+
+    def __init__(self, parameterization="eps", learned=False, levels=None):
+        super().__init__()
+        self.parameterization, self.learned, self.levels = parameterization, learned, levels
+
+    def forward(self, x_t, t):
+        x = x_t.double()
+        s = t.double().reshape(-1, *([1] * (x.dim() - 1)))
+        if self.parameterization == "categorical":
+            out = torch.cat([smooth_out(x, s, k, torch) for k in range(self.levels)], 1)
+        else:
+            out = smooth_out(x, s, None, torch)
+        if self.learned:
+            out = torch.cat([out, smooth_var(x, s, torch)], 1)
+        return out
+
+
+def _normal_nodes(n=96):
+    """Gauss-Hermite nodes and weights for E over N(0, 1)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(n)
+    return nodes, weights / math.sqrt(2 * math.pi)
+
+
+def _log_normal_mass(a, b):
+    """log(Phi(b) - Phi(a)) by scipy, each interval taken on the side of 0 where it is small."""
+    flip = (a + b) > 0
+    lo, hi = np.where(flip, -b, a), np.where(flip, -a, b)
+    return norm.logcdf(hi) + np.log1p(-np.exp(norm.logcdf(lo) - norm.logcdf(hi)))
+
+
+class Chain:
+    """The forward process's constants as numpy arrays (index t = 0..T) and the reverse step written
+    from the papers: Ho et al. 2020 eq. 7 (the posterior q(x_{t-1} | x_t, x_0)), eq. 11 (the
+    eps-parameterized mean), eq. 13 (the decoder); Nichol & Dhariwal 2021 eq. 15 (learned_range)."""
+
+    def __init__(self, schedule, levels, parameterization, variance):
+        self.T = schedule.timesteps
+        self.beta = schedule.betas.numpy()
+        self.abar = np.cumprod(1 - self.beta)
+        self.levels, self.parameterization, self.variance = levels, parameterization, variance
+
+    def post_var(self, t):
+        return self.beta[t] * (1 - self.abar[t - 1]) / (1 - self.abar[t])
+
+    def q_mean(self, t, y, xt):
+        b, a = self.beta, self.abar
+        return (math.sqrt(a[t - 1]) * b[t] * y + math.sqrt(1 - b[t]) * (1 - a[t - 1]) * xt) / (1 - a[t])
+
+    def p(self, t, xt, out, out_var=None):
+        """(mean, variance) of p(x_{t-1} | x_t) (the decoder's Gaussian at t = 1) for net output
+        `out` (categorical: logits [K, *xt.shape]) and learned_range weights `out_var`."""
+        b, a = self.beta, self.abar
+        sa, s1 = math.sqrt(a[t]), math.sqrt(1 - a[t])
+        if self.parameterization == "eps":
+            mean = (xt - b[t] / s1 * out) / math.sqrt(1 - b[t])
+        else:
+            if self.parameterization == "x0":
+                x0 = out
+            elif self.parameterization == "v":
+                x0 = sa * xt - s1 * out
+            else:  # categorical: net logits + log N(x_t; sqrt(abar) c_k, 1 - abar), normalized over k
+                centres = np.linspace(-1, 1, self.levels).reshape(-1, *([1] * np.ndim(xt)))
+                logits = out - (xt - sa * centres) ** 2 / (2 * (1 - a[t]))
+                post = np.exp(logits - logits.max(0))
+                x0 = (post * centres).sum(0) / post.sum(0)
+            mean = (math.sqrt(a[t - 1]) * b[t] * x0 + math.sqrt(1 - b[t]) * (1 - a[t - 1]) * xt) / (1 - a[t])
+        small = self.post_var(t) if t >= 2 else (self.post_var(2) if self.T >= 2 else b[1])
+        logv = {"fixed_large": math.log(b[t]), "fixed_small": math.log(small)}.get(self.variance)
+        if self.variance == "learned_range":
+            f = (out_var + 1) / 2
+            logv = f * math.log(b[t]) + (1 - f) * math.log(small)
+        return mean, np.exp(logv) * np.ones_like(xt)
+
+    def term(self, t, x, y, xt, out, out_var=None):
+        """L_t elementwise: the KL for t >= 2, -log p(x_0 | x_1) for t = 1 (levels None: a density)."""
+        mean, var = self.p(t, xt, out, out_var)
+        if t >= 2:
+            v_q = self.post_var(t)
+            return 0.5 * (np.log(var / v_q) + v_q / var + (self.q_mean(t, y, xt) - mean) ** 2 / var - 1)
+        if self.levels is None:
+            return 0.5 * (np.log(2 * math.pi * var) + (y - mean) ** 2 / var)
+        sd, h = np.sqrt(var), 1.0 / (self.levels - 1)
+        a = np.where(x > 0, (y - h - mean) / sd, -np.inf)
+        b = np.where(x < self.levels - 1, (y + h - mean) / sd, np.inf)
+        return -_log_normal_mass(a, b)
+
+    def prior(self, y):
+        a = self.abar[self.T]
+        return 0.5 * (a * y ** 2 + (1 - a) - 1 - math.log(1 - a))
+
+
+def quadrature_terms(schedule, levels, level, parameterization, variance):
+    """(prior, diffusion, reconstruction) in nats for ONE element of data at `level` under SmoothNet,
+    each E over x_t ~ q(x_t | x_0) by Gauss-Hermite quadrature, independently of the model's code."""
+    chain = Chain(schedule, levels, parameterization, variance)
+    y = np.linspace(-1, 1, levels)[level]
+    n, w = _normal_nodes()
+    expected = []
+    for t in range(1, chain.T + 1):
+        xt = math.sqrt(chain.abar[t]) * y + math.sqrt(1 - chain.abar[t]) * n
+        s = t / chain.T
+        out = (np.stack([smooth_out(xt, s, k) for k in range(levels)]) if parameterization == "categorical"
+               else smooth_out(xt, s))
+        expected.append(float(w @ chain.term(t, level, y, xt, out, smooth_var(xt, s))))
+    return chain.prior(y), sum(expected[1:]), expected[0]
+
+
+class Spy(nn.Module):
+    """Wraps a net and records every call's (x_t, t, output), so a bound can be recomputed from the
+    very draws it used."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x_t, t):
+        out = self.inner(x_t, t)
+        self.calls.append((x_t.detach().double().numpy(), t.detach().double().numpy(),
+                           out.detach().double().numpy()))
+        return out
+
+
+def replay_bound(chain, x, y, calls):
+    """(diffusion, reconstruction) nats for ONE example x (levels, or floats with y = x) from a Spy's
+    calls: every row is that example's; t = 1 rows are averaged, t >= 2 rows summed."""
+    recon, diff = [], 0.0
+    c = y.shape[0]
+    for xt_rows, s_rows, out_rows in calls:
+        for xt, s, out in zip(xt_rows, s_rows, out_rows):
+            t = int(round(s * chain.T))
+            if chain.parameterization == "categorical":
+                mean_out = out[:chain.levels * c].reshape(chain.levels, *xt.shape)
+            else:
+                mean_out = out[:c]
+            out_var = out[-c:] if chain.variance == "learned_range" else None
+            value = float(chain.term(t, x, y, xt, mean_out, out_var).sum())
+            if t == 1:
+                recon.append(value)
+            else:
+                diff += value
+    return diff, float(np.mean(recon))

@@ -187,17 +187,34 @@ def test_iwae_objective_and_estimator_names():
 @pytest.mark.parametrize("options", [{"architecture": "conv", "channels": [4, 8], "conv_hidden": 16},
                                      {"architecture": "mlp", "hidden": [16]}])
 @pytest.mark.parametrize("shape", [(1, 7, 5), (2, 8, 8)])
-def test_contract_shapes_on_images(options, shape):
-    model = registry.build("vae", {**options, "latent_dim": 3}, 17, shape)
+def test_a_decoder_that_ignores_z_gives_the_exact_probability_on_images(options, shape):
+    """q(z|x) = p(z) and a decoder that ignores z: the ELBO and IWAE are log P(x) exactly, the sum over
+    pixels of the log-softmax of the decoder's one output; the KL is 0 in every latent dimension, the
+    reconstruction is the output's argmax and samples follow its softmax (within Monte Carlo error)."""
+    model = registry.build("vae", {**options, "latent_dim": 3}, 17, shape).double().eval()
+    conv = options["architecture"] == "conv"
+    with torch.no_grad():
+        (model.decoder.head[0] if conv else model.decoder.net[0]).weight.zero_()
+        model.encoder.net[-1].weight.zero_()
+        model.encoder.net[-1].bias.zero_()
+        logits = model.decoder(torch.zeros(1, 3, dtype=torch.float64)).reshape(17, *shape)
+    log_p = torch.log_softmax(logits, 0)  # [K, *shape]
     x = torch.randint(0, 17, (6, *shape), generator=torch.Generator().manual_seed(0))
+    exact = torch.stack([log_p.reshape(17, -1).gather(0, xi.reshape(1, -1)).sum() for xi in x])
     g = torch.Generator().manual_seed(1)
-    assert model.bound(x, generator=g).nats.shape == (6,)
-    assert torch.isfinite(model.bound(x, estimator="iwae", samples=3, generator=g).nats).all()
-    for out in (model.sample(4, g), model.reconstruct(x)):
-        assert out.dtype == torch.long and out.shape[1:] == shape
-        assert 0 <= int(out.min()) and int(out.max()) < 17
+    with torch.no_grad():
+        elbo = model.bound(x, generator=g)
+        iwae = model.bound(x, estimator="iwae", samples=3, generator=g)
+        draws = model.sample(2000, g)
+    assert torch.equal(elbo.terms["kl"], torch.zeros(6, dtype=torch.float64))
+    torch.testing.assert_close(-elbo.terms["reconstruction"], exact)
+    torch.testing.assert_close(-iwae.nats, exact)
+    assert torch.equal(model.reconstruct(x), logits.argmax(0).expand(6, *shape))
+    probs = log_p.exp()
+    freq = torch.stack([(draws == k).double().mean(0) for k in range(17)])
+    assert ((freq - probs).abs() <= 5 * (probs * (1 - probs) / 2000).sqrt() + 1e-3).all()
     diag = model.diagnostics(x)
-    assert len(diag["kl_per_dim"]) == 3 and 0 <= diag["active_units"] <= 3
+    assert diag["kl_per_dim"] == [0.0, 0.0, 0.0] and diag["active_units"] == 0
 
 
 @pytest.mark.parametrize("options, levels, shape", [

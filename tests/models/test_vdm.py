@@ -3,6 +3,7 @@ data, the categorical decoder, the MC estimator's variance, and the variance-min
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -105,6 +106,47 @@ def test_gaussian_data_bound_equals_exact_nll(schedule):
     with torch.no_grad():
         lo = m.loss(x[:1].repeat(200_000, 1), generator=torch.Generator().manual_seed(2)).nats
     assert abs(lo.mean() - truth[0]) < 4 * lo.std() / math.sqrt(len(lo))
+
+
+def test_gaussian_data_on_another_scale_pay_the_change_of_variables():
+    """x = scale * y: -log p(x) = -log p(y) + D log(scale), so the bound on x ~ N(0, (s scale)^2 I)
+    is that density's exact NLL (the sign of the D log(scale) term is 4 nats here)."""
+    s, d, scale = 0.5, 3, 2.0
+    m = _model(None, (d,), lambda c: ExactDenoiser(c, torch.zeros(d, dtype=F64), s), schedule="linear",
+               gamma_min=-12.0, gamma_max=12.0, learn_endpoints=False, scale=scale)
+    x = torch.randn(2, d, dtype=F64, generator=torch.Generator().manual_seed(5)) * s * scale
+    truth = -torch.distributions.Normal(0.0, s * scale).log_prob(x).sum(1)
+    with torch.no_grad():
+        b = m.bound(x, samples=20_000, generator=torch.Generator().manual_seed(1))
+    stderr = b.variance.sqrt()
+    assert ((b.nats - truth).abs() < 4 * stderr + 1e-4).all(), (b.nats, truth, stderr)
+    assert stderr.max() < 0.3
+
+
+def test_discrete_reconstruction_matches_quadrature_over_z0():
+    """E_{z_0}[-log p(x | z_0)] with z_0 / alpha_0 = y + exp(gamma_0 / 2) eps, by Gauss-Hermite
+    quadrature over eps; gamma_0 = -2 makes the decoder's noise 0.74 of a level spacing, so a wrong
+    noise level (exp(gamma_0)) is far outside the Monte Carlo error."""
+    levels, n = 5, 4000
+    x_star = torch.tensor([[0, 2, 4]])
+    y_star = to_signed(x_star, levels).to(F64)
+    m = _model(levels, (3,), lambda c: ExactDenoiser(c, y_star, 0.0), gamma_min=-2.0, schedule="linear",
+               learn_endpoints=False)
+    with torch.no_grad():
+        b = m.bound(x_star.repeat(n, 1), samples=1, generator=torch.Generator().manual_seed(0))
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / math.sqrt(2 * math.pi)
+    sd, centres = math.exp(-1.0), np.linspace(-1, 1, levels)
+    want = 0.0
+    for level in x_star[0].tolist():
+        z = centres[level] + sd * nodes  # z_0 / alpha_0 at each node
+        logits = -((z[:, None] - centres[None]) ** 2) / (2 * sd ** 2)
+        logp = logits[:, level] - np.logaddexp.reduce(logits, 1)
+        want += float(weights @ -logp)
+    got = b.terms["reconstruction"]
+    stderr = got.std().item() / math.sqrt(n)
+    assert abs(got.mean().item() - want) < 4 * stderr, (got.mean().item(), want, stderr)
+    assert b.terms["diffusion"].abs().max() < 1e-9
 
 
 def test_gaussian_sampler_matches_data_scale():
