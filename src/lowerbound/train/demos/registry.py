@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from ...errors import UserError
 # demo name -> module that registers it (imported when the demo is asked for, or listed)
 _MODULES: dict[str, str] = {
     "vi": "lowerbound.train.demos.vi",
+    "kl": "lowerbound.train.demos.kl",
 }
 
 Options = Callable[[argparse.ArgumentParser], None]
@@ -72,6 +74,24 @@ def summaries() -> dict[str, str]:
     return {name: get(name).summary for name in names()}
 
 
+def check_config(cfg, *, integers: tuple[str, ...] = (), positive: tuple[str, ...] = (),
+                 finite: tuple[str, ...] = ()) -> None:
+    """The checks every demo config makes in __post_init__: the named fields are positive integers,
+    positive numbers or finite numbers, and seed is a non-negative integer; one sentence otherwise."""
+    for name in integers:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}.")
+    if isinstance(cfg.seed, bool) or not (isinstance(cfg.seed, int) and cfg.seed >= 0):
+        raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}.")
+    for name in positive + finite:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{name.replace('_', '-')} must be a finite number, got {value!r}.")
+        if name in positive and not value > 0:
+            raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}.")
+
+
 def _default(config_cls: type, field: str) -> Any:
     for f in dataclasses.fields(config_cls):
         if f.name == field:
@@ -112,5 +132,14 @@ def run(name: str, options: argparse.Namespace, *, out=None) -> dict:
     demo = get(name)
     given = {f.name: getattr(options, f.name) for f in dataclasses.fields(demo.config_cls)
              if hasattr(options, f.name)}
+    import torch  # here, not at the top: the CLI reads names() to build its parser, and needs no torch
+
     cfg = demo.config_cls(**given)
-    return demo.run(cfg, options.output, progress=not options.no_progress, out=out)
+    # demos work on small tensors, where a second thread only adds contention (tens of times slower
+    # on a busy machine, measured): run on one, and give the caller its setting back
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return demo.run(cfg, options.output, progress=not options.no_progress, out=out)
+    finally:
+        torch.set_num_threads(threads)

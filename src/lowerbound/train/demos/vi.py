@@ -12,7 +12,6 @@ reached at q* = N(posterior mean, diag(1 / L_ii)) (Bishop, PRML, sec. 10.1.2).
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from ...errors import UserError
 from ...io.curves import plot_curves
 from ...prob import LinearGaussian, elbo, kl_divergence
-from .registry import add_option, register
+from .registry import add_option, check_config, register
 
 
 @dataclass
@@ -42,19 +41,11 @@ class VIDemoConfig:
     noise_std: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("steps", "latent_dim", "data_dim", "samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}.")
+        check_config(self, integers=("steps", "latent_dim", "data_dim", "samples"),
+                     positive=("lr", "noise_std"))
         if self.samples < 2:
             raise UserError(f"samples must be at least 2 to give the ELBO a standard error, "
                             f"got {self.samples}.")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise UserError(f"seed must be a non-negative integer, got {self.seed!r}.")
-        for name in ("lr", "noise_std"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}.")
 
 
 def mean_field_floor(posterior: D.MultivariateNormal) -> float:
