@@ -182,6 +182,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--samples-for-metrics", type=int, metavar="N",
+                   help="also score N samples by the sample metrics (FD, KID, precision/recall, ...)")
     p.add_argument("--json", action="store_true", help="print only the result as JSON")
     p.set_defaults(run=_run_eval)
 
@@ -193,7 +195,7 @@ def _run_eval(args) -> int:
 
     result = evaluate_run(args.run_dir, args.split, estimator=args.estimator, samples=args.samples,
                           checkpoint=args.checkpoint, batch_size=args.batch_size, seed=args.seed,
-                          device=args.device)
+                          device=args.device, samples_for_metrics=args.samples_for_metrics)
     print(json.dumps(result) if args.json else text_table(result))
     return 0
 

@@ -40,9 +40,16 @@ class Dataset:
     # epoch -> a fresh train split, for data redrawn every epoch (dynamically binarized MNIST);
     # None when the train split is fixed.  `train` is then the draw for epoch 0.
     resample: Callable[[int], Tensor] | None = field(default=None, repr=False)
+    # class labels [N] (long) of train and test where the data set has them (digits), else None;
+    # the eval room's feature net is a classifier trained on them
+    train_labels: Tensor | None = field(default=None, repr=False)
+    test_labels: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for split, t in (("train", self.train), ("test", self.test)):
+        for split, t, y in (("train", self.train, self.train_labels), ("test", self.test, self.test_labels)):
+            if y is not None and tuple(y.shape) != (len(t),):
+                raise UserError(f"The {split} labels of {self.name} have shape {tuple(y.shape)}, "
+                                f"expected ({len(t)},).")
             if tuple(t.shape[1:]) != tuple(self.shape):
                 raise UserError(f"The {split} split of {self.name} has shape {tuple(t.shape[1:])}, "
                                 f"expected {tuple(self.shape)}.")

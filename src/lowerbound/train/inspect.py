@@ -21,18 +21,29 @@ from .rundir import read_config, save_picture
 from .scoring import summarize_split
 
 SPLITS = ("test", "valid", "train")
+NO_LIKELIHOOD = "no likelihood"
+IMPLICIT_SAMPLES = 1000  # samples scored by default for a model that has only samples
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | None = None,
                  samples: int | None = None, checkpoint: str = "best", batch_size: int | None = None,
-                 seed: int = 0, device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """The bound of a run's model on one split: value, stderr, interval, terms, estimator."""
+                 seed: int = 0, device: str = "auto", progress: bool = True,
+                 samples_for_metrics: int | None = None) -> dict[str, Any]:
+    """The bound of a run's model on one split: value, stderr, interval, terms, estimator; with
+    samples_for_metrics = N, also `sample_metrics` of N samples against that split.  A model without
+    a likelihood (a GAN) reports "no likelihood" and its sample metrics (N = 1000 by default)."""
     if split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
     run_dir = Path(run_dir)
     cfg = stored_config(run_dir)
     dev = runtime.pick_device(device)
     model, info = load_with_info(run_dir, checkpoint, dev)
+    implicit = not getattr(model, "has_likelihood", True)
+    if implicit and (estimator is not None or samples is not None):
+        raise UserError(f"The {cfg.family} model has no likelihood, so it has no bound estimator; "
+                        f"`lowerbound eval` reports its sample metrics instead.")
+    if samples_for_metrics is not None and samples_for_metrics < 2:
+        raise UserError(f"--samples-for-metrics needs at least 2 samples, got {samples_for_metrics}.")
     if estimator is not None and estimator not in getattr(model, "estimators", (estimator,)):
         raise UserError(f"The {cfg.family} model has no estimator {estimator!r}; choose one of: "
                         f"{', '.join(model.estimators)}.")
@@ -41,10 +52,26 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
     x = {"test": None, "valid": valid_x, "train": train_x}[split]
     if x is not None and len(x) == 0:
         raise UserError(f"The run in {run_dir} has no {split} split (valid_fraction is 0).")
-    result = summarize_split(model, dataset, split, x, batch_size=batch_size or cfg.eval_batch_size,
-                             seed=runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
-                             samples=samples, progress=progress)
+    if implicit:
+        result: dict[str, Any] = {"split": split, "likelihood": NO_LIKELIHOOD, "model": cfg.family}
+        samples_for_metrics = samples_for_metrics or IMPLICIT_SAMPLES
+    else:
+        result = summarize_split(model, dataset, split, x, batch_size=batch_size or cfg.eval_batch_size,
+                                 seed=runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
+                                 samples=samples, progress=progress)
+    if samples_for_metrics:
+        result["sample_metrics"] = sample_metrics(model, dataset, split, x, samples_for_metrics, seed,
+                                                  progress)
     return {**result, "weights": info.get("weights", info.get("source")), "run_dir": str(run_dir)}
+
+
+def sample_metrics(model, dataset, split: str, x, n: int, seed: int = 0, progress: bool = False) -> dict:
+    """eval.sample_quality of n samples (drawn from a seed derived from `seed`) against the split."""
+    from ..eval.samples import sample_quality
+    from .rundir import draw
+
+    drawn = draw(model, n, runtime.derive_seed(seed, "sample-metrics"))
+    return sample_quality(drawn, dataset, split, x=x, seed=seed, progress=progress)
 
 
 def sample_run(run_dir: str | Path, n: int = 64, *, seed: int = 0, out: str | Path | None = None,
@@ -69,8 +96,16 @@ def sample_run(run_dir: str | Path, n: int = 64, *, seed: int = 0, out: str | Pa
 
 def text_table(result: dict[str, Any]) -> str:
     """The printed result: the bound on each split with its stderr, interval, estimator and terms."""
+    from ..eval.samples import sample_table
+
     splits = result.get("splits") or {result.get("split", "test"): result}
-    lines = report_io.bound_table(splits)
+    if result.get("likelihood") == NO_LIKELIHOOD:
+        lines = [f"{result.get('split', 'test')}: no likelihood (an implicit model: samples only, so no "
+                 "bits/dim and no bound estimator)"]
+    else:
+        lines = report_io.bound_table(splits)
+    if result.get("sample_metrics"):
+        lines += sample_table(result["sample_metrics"])
     head = []
     if result.get("run_dir"):
         head.append(f"run: {result['run_dir']}")
