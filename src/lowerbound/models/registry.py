@@ -26,6 +26,7 @@ _MODULES: dict[str, str] = {
     "diffusion": "lowerbound.models.diffusion.ddpm",
     "vdm": "lowerbound.models.diffusion.vdm",
     "vae": "lowerbound.models.vae",
+    "autoregressive": "lowerbound.models.autoregressive",
 }
 
 
