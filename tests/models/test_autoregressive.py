@@ -33,8 +33,8 @@ def fit_briefly(model, levels, shape, steps=25):
     """A few Adam steps towards a skewed distribution, so the conditionals are far from uniform."""
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, levels, (64, *shape), generator=g)
-    x = torch.where(torch.rand(x.shape, generator=g) < 0.5, x.flatten(1)[:, :1].reshape(64, *[1] * len(shape)),
-                    x)  # copies of the first dimension: dependence between dimensions to learn
+    first = x.flatten(1)[:, :1].reshape(64, *[1] * len(shape))
+    x = torch.where(torch.rand(x.shape, generator=g) < 0.5, first, x)  # dependence to learn
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     model.train()
     for _ in range(steps):
@@ -174,12 +174,14 @@ def test_unknown_estimator_is_refused():
         model.bound(torch.zeros(1, 2, dtype=torch.long), estimator="iwae")
 
 
-def test_train_eval_and_sample_through_the_command_line(tmp_path, capsys):
+def test_train_eval_and_sample_through_the_command_line(tmp_path, capsys, request):
     import json
 
     from lowerbound.cli import main
 
     d = tmp_path / "ar"
+    # a run flushes denormals process-wide (train.runtime); later tests in this process need them
+    request.addfinalizer(lambda: torch.set_flush_denormal(False))
     assert main(["train", "autoregressive", "--data", "digits", "--steps", "2", "--eval-every", "1",
                  "--set", "model.width=8", "--set", "model.layers=1", "--set", "num_samples=4",
                  "--run-dir", str(d), "--json"]) == 0
