@@ -27,6 +27,7 @@ _MODULES: dict[str, str] = {
     "vdm": "lowerbound.models.diffusion.vdm",
     "vae": "lowerbound.models.vae",
     "autoregressive": "lowerbound.models.autoregressive",
+    "flow": "lowerbound.models.flow",
 }
 
 
