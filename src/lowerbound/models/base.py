@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from ..prob.bound import Bound
 
 
@@ -67,6 +68,17 @@ class GenerativeModel(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def resolve_estimator(self, estimator: str | None, samples: int | None) -> str:
+        """The estimator bound() uses (the default, the first of `estimators`, when None); refuses
+        an unknown name or fewer than one sample with one sentence."""
+        estimator = estimator or self.estimators[0]
+        if estimator not in self.estimators:
+            raise UserError(f"The {self.family} model has no estimator {estimator!r}; choose one of: "
+                            f"{', '.join(self.estimators)}.")
+        if samples is not None and samples < 1:
+            raise UserError(f"The number of samples must be at least 1, got {samples}.")
+        return estimator
 
     def fit(self, train: Tensor, valid: Tensor | None = None, *, progress: bool = True) -> dict:
         """Closed-form / EM fitting for fit_mode == "fit" models; returns a dict of diagnostics."""

@@ -170,12 +170,7 @@ class Flow(GenerativeModel):
         `samples` draws of u, default eval_samples; variance of that average) or "iw" (term nll,
         the K-draw importance-weighted bound, K = `samples` or iw_samples; extras: the K-draw plain
         bound, the gap plain - iw >= 0, and dequantization, E_q log q on the same draws)."""
-        estimator = estimator or self.estimators[0]
-        if estimator not in self.estimators:
-            raise UserError(f"The flow has no estimator {estimator!r} on this data; choose one of: "
-                            f"{', '.join(self.estimators)}.")
-        if samples is not None and samples < 1:
-            raise UserError(f"The number of samples must be at least 1, got {samples}.")
+        estimator = self.resolve_estimator(estimator, samples)
         if estimator == "exact":
             nll = -self.log_density(x.to(self._dtype()))
             return Bound({"nll": nll}, "exact", exact=True, dims=self.dims)

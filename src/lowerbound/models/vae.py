@@ -183,12 +183,7 @@ class VAE(GenerativeModel):
         variance = the delta-method variance of the log of the mean weight, (K / ESS - 1) / (K - 1)
         with ESS = (sum w)^2 / sum w^2; a first-order measure of the estimate's own noise.
         """
-        estimator = estimator or self.estimators[0]
-        if estimator not in self.estimators:
-            raise UserError(f"The VAE has no estimator {estimator!r}; choose one of: "
-                            f"{', '.join(self.estimators)}.")
-        if samples is not None and samples < 1:
-            raise UserError(f"The number of samples must be at least 1, got {samples}.")
+        estimator = self.resolve_estimator(estimator, samples)
         n = samples if samples is not None else (self.config.eval_samples if estimator == "iwae" else 1)
         if estimator == "iwae":
             return self._iwae_bound(x, n, generator)
