@@ -27,6 +27,7 @@ from ...errors import UserError
 _MODULES: dict[str, str] = {
     "vi": "lowerbound.train.demos.vi",
     "kl": "lowerbound.train.demos.kl",
+    "mc": "lowerbound.train.demos.mc",
 }
 
 Options = Callable[[argparse.ArgumentParser], None]
