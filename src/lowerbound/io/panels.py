@@ -69,7 +69,8 @@ def _draw_series(ax, s: Series) -> None:
     if s.kind is Kind.BAND:
         ax.fill_between(x, _floats(s.lower), _floats(s.upper), alpha=0.25, label=s.label)
     elif s.kind is Kind.BARS:
-        ax.bar(x, y, width=s.width, label=s.label, alpha=0.8)
+        bars = ax.bar(x, y, width=s.width, label=s.label, alpha=0.8)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)  # the values, so small bars still read
     elif s.kind is Kind.POINTS and s.lower is not None:
         below = [yi - lo for yi, lo in zip(y, _floats(s.lower))]
         err = [below, [hi - yi for yi, hi in zip(y, _floats(s.upper))]]

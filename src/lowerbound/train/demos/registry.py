@@ -28,6 +28,7 @@ _MODULES: dict[str, str] = {
     "vi": "lowerbound.train.demos.vi",
     "kl": "lowerbound.train.demos.kl",
     "mc": "lowerbound.train.demos.mc",
+    "bayes": "lowerbound.train.demos.bayes",
 }
 
 Options = Callable[[argparse.ArgumentParser], None]
