@@ -17,7 +17,6 @@ also against the product of the one-step predictive probabilities p(x_i | x_<i),
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch.distributions as D
 from ...errors import UserError
 from ...io.panels import Kind, Panel, Series, plot_panels
 from ...prob import bayes_rule
-from .registry import add_option, check_config, register
+from .registry import add_option, begin, check_config, register, write_plot
 
 
 @dataclass
@@ -145,15 +144,11 @@ def _options(parser) -> None:
 def run_bayes_demo(cfg: BayesDemoConfig, plot: str | Path | None = None, *, progress: bool = True,
                    out: TextIO | None = None) -> dict:
     """{"posterior": P(sick | +), "evidence": P(+), "diagnostic": {...}, "coin": {...}, "plot"}."""
-    out = sys.stdout if out is None else out
-    if plot is not None and Path(plot).suffix.lower() != ".png":
-        raise UserError(f"the plot path must end in .png, got {str(plot)!r}.")
+    out = begin(plot, out)
     d = diagnostic(cfg)
     res = {"posterior": d["posterior"], "evidence": d["evidence"], "diagnostic": d, "coin": coin(cfg)}
     _explain(res, cfg, out)
-    res["plot"] = None if plot is None else str(_plot(plot, res, cfg))
-    if plot is not None:
-        print(f"wrote {res['plot']}", file=out)
+    res["plot"] = write_plot(plot, lambda path: _plot(path, res, cfg), out)
     return res
 
 

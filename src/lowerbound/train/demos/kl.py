@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ...errors import UserError
 from ...io.panels import Kind, Panel, Series, plot_panels
 from ...prob import cross_entropy, draw, entropy, kl_divergence
-from .registry import add_option, check_config, register
+from .registry import add_option, begin, check_config, register, write_plot
 
 
 @dataclass
@@ -161,9 +161,7 @@ def run_kl_demo(cfg: KLDemoConfig, plot: str | Path | None = None, *, progress: 
     """Both fits and their numbers: {"forward", "reverse": {"mean", "std", "kl_forward", "kl_reverse",
     "cross_entropy", "entropy", "stderr", "curve"}, "log_p_at_0", "plot"}; "forward" also holds
     "sample_mean", "sample_std": the (1/N) moments of the draws of p it was fitted on.  Nats throughout."""
-    out = sys.stdout if out is None else out
-    if plot is not None and Path(plot).suffix.lower() != ".png":
-        raise UserError(f"the plot path must end in .png, got {str(plot)!r}.")
+    out = begin(plot, out)
     p = mixture(cfg.separation)
     res: dict = {}
     for k, direction in enumerate(("forward", "reverse")):
@@ -177,9 +175,7 @@ def run_kl_demo(cfg: KLDemoConfig, plot: str | Path | None = None, *, progress: 
     res["forward"].update(sample_mean=x.mean().item(), sample_std=x.std(unbiased=False).item())
     res["log_p_at_0"] = p.log_prob(torch.zeros((), dtype=torch.float64)).item()
     _explain(res, cfg, out)
-    res["plot"] = None if plot is None else str(_plot(plot, p, res, cfg))
-    if plot is not None:
-        print(f"wrote {res['plot']}", file=out)
+    res["plot"] = write_plot(plot, lambda path: _plot(path, p, res, cfg), out)
     return res
 
 

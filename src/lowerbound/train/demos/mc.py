@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ...errors import UserError
 from ...io.panels import Kind, Panel, Series, plot_panels
 from ...prob import monte_carlo
-from .registry import add_option, check_config, register
+from .registry import add_option, begin, check_config, register, write_plot
 
 _CHUNK = 10_000_000  # draws held in memory at once (80 MB of float64)
 
@@ -161,16 +161,12 @@ def run_mc_demo(cfg: MCDemoConfig, plot: str | Path | None = None, *, progress: 
                 out: TextIO | None = None) -> dict:
     """{"table": [{"n", "estimate", "stderr", "lower", "upper", "rmse", "mean_stderr", "coverage"}],
     "coverage", "coverage_stderr", "coverage_trials", "slope", "slope_stderr", "rare_event", "plot"}."""
-    out = sys.stdout if out is None else out
-    if plot is not None and Path(plot).suffix.lower() != ".png":
-        raise UserError(f"the plot path must end in .png, got {str(plot)!r}.")
+    out = begin(plot, out)
     g = torch.Generator().manual_seed(cfg.seed)
     res = _convergence(cfg, g, progress)
     res["rare_event"] = _rare_event(cfg, g)
     _explain(res, cfg, out)
-    res["plot"] = None if plot is None else str(_plot(plot, res, cfg))
-    if plot is not None:
-        print(f"wrote {res['plot']}", file=out)
+    res["plot"] = write_plot(plot, lambda path: _plot(path, res, cfg), out)
     return res
 
 

@@ -18,8 +18,10 @@ import argparse
 import dataclasses
 import importlib
 import math
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, TextIO
 
 from ...errors import UserError
 
@@ -92,6 +94,23 @@ def check_config(cfg, *, integers: tuple[str, ...] = (), positive: tuple[str, ..
             raise UserError(f"{name.replace('_', '-')} must be a finite number, got {value!r}.")
         if name in positive and not value > 0:
             raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}.")
+
+
+def begin(plot: str | Path | None, out: TextIO | None) -> TextIO:
+    """At the start of a demo: refuse a plot path that is not a .png before any work; the stream to
+    explain on (stdout unless given)."""
+    if plot is not None and Path(plot).suffix.lower() != ".png":
+        raise UserError(f"the plot path must end in .png, got {str(plot)!r}.")
+    return sys.stdout if out is None else out
+
+
+def write_plot(plot: str | Path | None, draw: Callable[[str | Path], Path], out: TextIO) -> str | None:
+    """At the end of a demo: draw the plot to `plot` (unless None), say where, return the path."""
+    if plot is None:
+        return None
+    path = draw(plot)
+    print(f"wrote {path}", file=out)
+    return str(path)
 
 
 def _default(config_cls: type, field: str) -> Any:
