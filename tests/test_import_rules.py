@@ -17,7 +17,8 @@ ALLOWED = {
     "io": set(),
     "train": {"prob", "nets", "models", "sample", "data", "io", "eval"},
     "eval": {"prob", "nets", "models", "sample", "data", "io"},
-    "cli": {"prob", "nets", "models", "sample", "data", "io", "train", "eval"},
+    "compare": {"prob", "nets", "models", "sample", "data", "io", "train", "eval"},
+    "cli": {"prob", "nets", "models", "sample", "data", "io", "train", "eval", "compare"},
 }
 LEAVES = {"errors", "_config", "__init__", "__main__"}
 ROOMS = set(ALLOWED)

@@ -220,12 +220,48 @@ def _run_sample(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- compare (issue 12)
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="train every family on one data set for the same budget; "
+                       "one table, compare.json/.md and a self-contained compare.html")
+    p.add_argument("--data", default="digits", help="data set name (default digits)")
+    p.add_argument("--families", default="all",
+                   help="'all' (every family that can model the data), a list like vae,diffusion, or none")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget of every family (default 5)")
+    p.add_argument("--out", required=True, help="folder of the comparison: one run directory per family")
+    p.add_argument("--runs", nargs="+", default=[], metavar="DIR", help="existing run directories to include")
+    p.add_argument("--seeds", type=int, default=1, help="runs per family, seeds 0..S-1 (default 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option for every run, e.g. --set device=cpu --set eval_every=50")
+    p.add_argument("--no-tight", action="store_true", help="skip the tighter estimators (IWAE-1000, ...)")
+    p.add_argument("--tight-samples", type=int,
+                   help="samples of the tighter estimators (default: each family's own)")
+    p.add_argument("--sample-n", type=int, default=256, help="samples drawn for sample metrics")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(run=_run_compare)
+
+
+def _run_compare(args) -> int:
+    from .compare import CompareConfig, compare, entries_for
+
+    entries = [] if args.families.strip() == "none" else entries_for(args.families, args.data)
+    cfg = CompareConfig(out=args.out, data=args.data, entries=entries, minutes=args.minutes, seeds=args.seeds,
+                        runs=args.runs, sets=args.set, tight=not args.no_tight,
+                        tight_samples=args.tight_samples,
+                        sample_n=args.sample_n,
+                        progress=not args.no_progress)
+    result = compare(cfg)
+    print(result["paths"]["md"])
+    print(result["paths"]["html"])
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lowerbound", description="Likelihood-based generative models, trained and "
                      "compared by the evidence lower bound, in bits per dimension.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_demo, _add_data, _add_train, _add_eval, _add_sample):
+    for add in (_add_demo, _add_data, _add_train, _add_eval, _add_sample, _add_compare):
         add(sub)
     return parser
 

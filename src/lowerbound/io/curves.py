@@ -42,6 +42,26 @@ def plot_curves(
     Returns the path written.
     """
     _check(x, series, logy)
+    return plot_xy(path, {name: (x, ys) for name, ys in series.items()}, xlabel=xlabel, ylabel=ylabel,
+                   title=title, logy=logy, dpi=dpi)
+
+
+def plot_xy(
+    path: str | Path,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+    dpi: int = 120,
+) -> Path:
+    """Like plot_curves, but each series brings its own x values: name -> (xs, ys), e.g. validation
+    curves of several runs against their own wall-clock times."""
+    if not series:
+        raise UserError("plot_xy needs at least one named series.")
+    for name, (xs, ys) in series.items():
+        _check(xs, {name: ys}, logy)
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UserError(f"the plot path must end in .png, got {str(path)!r}.")
@@ -52,9 +72,9 @@ def plot_curves(
     fig = Figure(figsize=(7.0, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    xs = [float(v) for v in x]
-    for name, ys in series.items():
-        ax.plot(xs, [float(v) for v in ys], label=name, linewidth=1.6)
+    for name, (xs, ys) in series.items():
+        ax.plot([float(v) for v in xs], [float(v) for v in ys], label=name, linewidth=1.6,
+                marker="." if len(xs) < 40 else None)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

@@ -35,6 +35,9 @@ class GenerativeModel(nn.Module):
     # (estimator, samples) the training loop scores validation with: a cheap unbiased one where the
     # default is costly (diffusion's full sum over T steps); the final tables use the default.
     validation_estimator: ClassVar[tuple[str | None, int | None]] = (None, None)
+    # (estimator, samples) of a tighter, costlier bound reported beside the default in comparisons
+    # (a VAE's IWAE-k, more Monte Carlo draws of t for VDM); None where the default is the tightest.
+    tight_estimator: ClassVar[tuple[str, int | None] | None] = None
     # True where sample() runs an iterative sampler (T network calls): the loop then draws sample
     # grids only at the end unless asked (TrainConfig.sample_every).
     iterative_sampler: ClassVar[bool] = False

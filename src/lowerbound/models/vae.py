@@ -91,6 +91,7 @@ class VAE(GenerativeModel):
 
     family = "vae"
     estimators = ("elbo", "iwae")
+    tight_estimator = ("iwae", 1000)  # Burda et al. 2016: tighter as k grows
 
     def __init__(self, config: VAEConfig, levels: int | None, shape: tuple[int, ...]):
         super().__init__(levels=levels, shape=shape, config=config)
