@@ -50,6 +50,8 @@ def plot_bars(path: str | Path, bars: list[Bar], *, ylabel: str, title: str, dpi
             continue
         _stack(ax, i, b, colours, drawn)
         ax.errorbar(i, b.total, yerr=b.stderr, color="black", capsize=4, linewidth=1.2)
+        ax.annotate(f"{b.total:.3f}", (i, b.total + b.stderr), textcoords="offset points", xytext=(0, 3),
+                    ha="center", fontsize=8)
         if b.second is not None:
             value, err, label = b.second
             ax.errorbar(i + 0.25, value, yerr=err, fmt="D", color="black", markersize=4, capsize=3,
@@ -61,7 +63,7 @@ def plot_bars(path: str | Path, bars: list[Bar], *, ylabel: str, title: str, dpi
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     if drawn:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=dpi)
