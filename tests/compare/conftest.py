@@ -4,6 +4,7 @@ The budget is steps, not minutes (a fixed amount of work on a loaded machine); t
 its tighter bound is IWAE-100."""
 
 import pytest
+import torch
 
 from lowerbound.compare import CompareConfig, Entry, compare
 
@@ -26,3 +27,11 @@ def tiny_comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "digits"
     result = compare(tiny_config(out))
     return out, result
+
+
+@pytest.fixture(autouse=True)
+def denormals_restored():
+    """Training flushes denormal floats to zero process-wide (train.runtime); later tests (hypothesis'
+    float strategies) need IEEE subnormals back."""
+    yield
+    torch.set_flush_denormal(False)
