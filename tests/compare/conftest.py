@@ -19,7 +19,7 @@ ENTRIES = [
 
 def tiny_config(out, **kw) -> CompareConfig:
     return CompareConfig(out=str(out), data="digits", entries=list(ENTRIES), minutes=1.0, progress=False,
-                         tight_samples=100, **kw)
+                         tight_samples=100, sample_n=64, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -137,6 +137,18 @@ def test_sample_metrics_come_from_the_eval_room_when_it_has_them(tmp_path, monke
     assert "mean_level" in (tmp_path / "s" / "compare.md").read_text()
 
 
+def test_sample_metrics_are_those_of_the_eval_room_on_the_runs_samples(tiny_comparison):
+    from lowerbound.eval import sample_quality
+    from lowerbound.train.rundir import draw
+
+    out, result = tiny_comparison
+    r = _records(result)["vae"]
+    ref = sample_quality(draw(lowerbound.load(out / "vae"), 64), data.load("digits"), split="test")
+    assert r["sample_metrics"]["frechet_distance"] == pytest.approx(ref["frechet_distance"], rel=1e-9)
+    assert r["sample_metrics"]["n_samples"] == 64
+    assert f"FD {ref['frechet_distance']:.3g}" in (out / "compare.md").read_text()
+
+
 def test_a_run_directory_of_another_family_is_refused(tiny_comparison, tmp_path):
     out, _ = tiny_comparison
     cfg = CompareConfig(out=str(out), entries=[Entry("vae", "categorical")], progress=False)

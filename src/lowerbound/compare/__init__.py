@@ -103,8 +103,15 @@ def _notes(rows: list[dict[str, Any]]) -> list[str]:
     notes = []
     if any(r["value"] is None for r in rows):
         notes.append("An implicit model (a GAN) has no likelihood: it is compared by its samples only.")
-    if not any(r.get("sample_metrics") for r in rows):
-        notes.append("Sample metrics: not computed (the eval room offers no sample_quality yet).")
+    metrics = next((r["sample_metrics"] for r in rows if r.get("sample_metrics")), None)
+    if metrics is None:
+        notes.append("Sample metrics: not computed (the eval room offers no sample_quality).")
+    elif isinstance(metrics.get("feature_net"), dict):
+        net = metrics["feature_net"]
+        notes.append(f"Sample metrics: {metrics.get('n_samples')} fixed-seed samples per model against the "
+                     f"{metrics.get('n_reference')} test examples, in the features of {net.get('name')} "
+                     f"(test accuracy {net.get('test_accuracy')}); FD: Frechet distance, KID: kernel "
+                     "inception distance; the full set with estimators is in compare.json.")
     return notes
 
 

@@ -24,7 +24,7 @@ from ..io.curves import plot_xy
 from .score import validation_curve
 
 HEADERS = ["model", "{metric}", "± per example", "± across seeds", "estimator", "tighter estimate",
-           "terms", "parameters", "examples/s", "train seconds", "steps", "sample metrics"]
+           "terms", "parameters", "examples/s", "train seconds", "steps", "sample metrics (test)"]
 
 
 def _num(v: Any, digits: int = 4) -> str:
@@ -52,12 +52,28 @@ def _estimator(row: dict[str, Any]) -> str:
     return f"{row['estimator']} (upper bound)"
 
 
+SHOWN = {"frechet_distance": "FD", "kid": "KID", "precision": "precision", "recall": "recall"}
+
+
 def _samples(row: dict[str, Any]) -> str:
+    """The headline sample metrics (eval.sample_quality's dict) with their stderrs; all are in the JSON."""
     m = row.get("sample_metrics")
     if not m:
         return "-"
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
-                     if isinstance(v, (int, float, str)))
+    parts = []
+    for key, label in SHOWN.items():
+        v = m.get(key)
+        se = (m.get("stderr") or {}).get(key)
+        if isinstance(v, dict):  # KID: mean and stderr over subsets
+            v, se = v.get("mean"), v.get("stderr")
+        if isinstance(v, (int, float)):
+            parts.append(f"{label} {v:.3g}" + (f" ± {se:.2g}" if isinstance(se, (int, float)) else ""))
+    return ", ".join(parts) or ", ".join(f"{k} {v}" for k, v in m.items() if isinstance(v, (int, float)))
+
+
+def _fd(row: dict[str, Any]) -> float | None:
+    v = (row.get("sample_metrics") or {}).get("frechet_distance")
+    return v if isinstance(v, (int, float)) else None
 
 
 def table_cells(row: dict[str, Any]) -> list[html_io.Cell]:
@@ -75,7 +91,7 @@ def table_cells(row: dict[str, Any]) -> list[html_io.Cell]:
             html_io.Cell(_count(row.get("examples_per_s")), row.get("examples_per_s")),
             html_io.Cell(_num(row.get("wall_seconds"), 1), row.get("wall_seconds")),
             html_io.Cell(_count(row.get("steps")), row.get("steps")),
-            html_io.Cell(_samples(row), _samples(row) if row.get("sample_metrics") else None)]
+            html_io.Cell(_samples(row), _fd(row))]
 
 
 def metric_name(rows: list[dict[str, Any]]) -> str:
