@@ -31,6 +31,7 @@ _MODULES: dict[str, str] = {
     "kl": "lowerbound.train.demos.kl",
     "mc": "lowerbound.train.demos.mc",
     "bayes": "lowerbound.train.demos.bayes",
+    "em": "lowerbound.train.demos.em",
 }
 
 Options = Callable[[argparse.ArgumentParser], None]
