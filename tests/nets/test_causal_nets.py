@@ -65,5 +65,6 @@ def test_pixelcnn_row_steps_equal_the_full_pass():
     net = make("pixelcnn", 3, 3, 4, features=8)
     e = torch.randn(3, 8, 3, 4, dtype=torch.float64)
     full = net(e).flatten(2)
-    steps = torch.stack([net.step(e, t, {}) for t in range(12)], -1)
+    cache: dict = {}
+    steps = torch.stack([net.step(e, t, cache) for t in range(12)], -1)
     torch.testing.assert_close(steps, full, rtol=0, atol=1e-12)

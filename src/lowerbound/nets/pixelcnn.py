@@ -57,12 +57,18 @@ class GatedBlock(nn.Module):
         self.h_out = nn.Conv2d(width, width, 1)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def vertical(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """v -> (v', the link into the horizontal stack)."""
         v_pre = self.v_conv(F.pad(v, self.v_pad))
-        h_pre = self.h_conv(F.pad(h, self.h_pad)) + self.v_to_h(v_pre)
-        v = v + self.v_out(self.drop(gate(v_pre)))
-        h = h + self.h_out(self.drop(gate(h_pre)))
-        return v, h
+        return v + self.v_out(self.drop(gate(v_pre))), self.v_to_h(v_pre)
+
+    def horizontal(self, h: Tensor, link: Tensor) -> Tensor:
+        h_pre = self.h_conv(F.pad(h, self.h_pad)) + link
+        return h + self.h_out(self.drop(gate(h_pre)))
+
+    def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        v, link = self.vertical(v)
+        return v, self.horizontal(h, link)
 
 
 class PixelCNN(nn.Module):
@@ -89,7 +95,18 @@ class PixelCNN(nn.Module):
         return self.out(h)
 
     def step(self, e: Tensor, t: int, cache: dict) -> Tensor:
-        """The output at raster position t: [B, width].  Rows below t's row never reach it (every
-        convolution is padded on top only), so only rows 0..i are computed; there is no cache."""
+        """The output at raster position t = (i, j): [B, width].  Steps come in raster order with one
+        `cache` dict: at the start of row i the vertical stack runs once on rows 0..i (its row i
+        depends on rows < i only) and its links into row i are cached; each pixel then runs only the
+        horizontal stack, on row i alone."""
         i, j = divmod(t, e.shape[-1])
-        return self.forward(e[:, :, :i + 1])[:, :, i, j]
+        if cache.get("row") != i:
+            v, links = shift_down(e[:, :, :i + 1]), []
+            for block in self.blocks:
+                v, link = block.vertical(v)
+                links.append(link[:, :, i:i + 1])
+            cache.update(row=i, links=links)
+        h = shift_right(e[:, :, i:i + 1])
+        for block, link in zip(self.blocks, cache["links"]):
+            h = block.horizontal(h, link)
+        return self.out(h)[:, :, 0, j]
