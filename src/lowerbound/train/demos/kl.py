@@ -133,8 +133,9 @@ def _explain(res: dict, cfg: KLDemoConfig, out: TextIO) -> None:
         print(f"  KL(p || q) = {fit['kl_forward']:.4f} +- {se['kl_forward']:.4f}   "
               f"KL(q || p) = {fit['kl_reverse']:.4f} +- {se['kl_reverse']:.4f} nats: not the same number",
               file=out)
+        entropy = f"{fit['entropy']:.4f} " + (f"+- {se['entropy']:.4f}" if se["entropy"] else "(closed form)")
         print(f"  split of {fit['objective']}: cross-entropy {fit['cross_entropy']:.4f} +- "
-              f"{se['cross_entropy']:.4f} - entropy {fit['entropy']:.4f} +- {se['entropy']:.4f}", file=out)
+              f"{se['cross_entropy']:.4f} - entropy {entropy}", file=out)
     h_wide = _normal_entropy(f["std"])
     print(f"\nThe reverse objective H(q, p) - H(q): its entropy term pulls q wide (the forward fit's wide q "
           f"has H(q) = {h_wide:.3f} against {r['entropy']:.3f}),\nits cross-entropy term pulls q onto one "
