@@ -14,6 +14,8 @@ from lowerbound.models import registry
 from lowerbound.prob.latent_class import LatentClass
 from lowerbound.prob.units import to_signed
 
+from ..coverage import assert_coverage
+
 SHAPE = (1, 2, 3)  # D = 6
 
 
@@ -111,6 +113,16 @@ def test_gaussian_dequantization_bound_against_direct_monte_carlo():
     # and the importance-weighted estimate is tighter (Jensen), on average
     iw = model.bound(x, estimator="importance", samples=64, generator=torch.Generator().manual_seed(8))
     assert iw.nats.mean() < exact.nats.mean()
+
+
+def test_dequantization_variance_covers_the_analytic_value():
+    """Per example, 8 draws of u each: the 95% interval from Bound.variance holds the closed-form
+    expectation over u; pooled over 20 examples per interval (as eval pools), over 300 intervals."""
+    model, train = dequantized_gaussian()
+    x = train[:20].repeat(300, 1, 1, 1)
+    b = model.bound(x, samples=8, generator=torch.Generator().manual_seed(9))
+    exact = model.bound(train[:20], estimator="analytic").nats.mean()
+    assert_coverage(b.nats.reshape(300, 20).mean(1), b.variance.reshape(300, 20).sum(1).sqrt() / 20, exact)
 
 
 def test_gaussians_on_continuous_data_match_closed_forms_and_sklearn():

@@ -10,10 +10,12 @@ import pytest
 import torch
 from scipy.special import log_ndtr
 from scipy.stats import norm
+from torch import nn
 
 from lowerbound.errors import UserError
 from lowerbound.models import registry
 from lowerbound.models.diffusion import Diffusion, Schedule
+from lowerbound.models.diffusion.ddpm import _neighbour_variance
 from lowerbound.models.diffusion.gaussian import (
     discretized_gaussian_log_likelihood,
     log_normal_interval,
@@ -21,6 +23,7 @@ from lowerbound.models.diffusion.gaussian import (
 )
 from lowerbound.models.diffusion.timesteps import TimestepSampler
 
+from ..coverage import assert_coverage
 from .diffusion_oracles import (
     Chain,
     PointMassNet,
@@ -298,6 +301,62 @@ def test_simple_loss_is_the_target_mse(x_star):
 
 
 # ---------------------------------------------------------------- construction, config, state
+@pytest.mark.parametrize("estimator", ["mc", "full"])
+def test_reported_variance_covers_the_quadrature_value(estimator):
+    """Bound.variance (the x_t draws, the t draws for mc, the decoder's two draws) pooled over 100 copies
+    of one example gives a 95% interval that holds the exact expectation (quadrature, SmoothNet) as
+    often as it should, over 300 such groups."""
+    levels, groups, size = 5, 300, 100
+    model = Diffusion(SmoothNet("x0", False, levels), levels=levels, shape=(1,), timesteps=50,
+                      schedule="cosine", parameterization="x0", variance="fixed_large")
+    exact = sum(quadrature_terms(model.schedule, levels, 1, "x0", "fixed_large"))
+    with torch.no_grad():
+        b = model.bound(torch.ones(groups * size, 1, dtype=torch.long), estimator=estimator, samples=16,
+                        generator=torch.Generator().manual_seed(0))
+    means = b.nats.reshape(groups, size).mean(1)
+    stderrs = b.variance.reshape(groups, size).sum(1).sqrt() / size
+    assert_coverage(means, stderrs, exact)
+
+
+def test_neighbour_variance_has_its_stated_expectation():
+    """Independent rows of equal means and variances V: E = V_0 + 1.5 V_1 + V_2 + ... + 1.5 V_{n-2} + V_{n-1}
+    (>= sum V); a dominant end term counts in full."""
+    v = torch.tensor([100.0, 1.0, 2.0, 1.0, 4.0], dtype=torch.float64)
+    noise = torch.randn(5, 40000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rows = noise * v.sqrt()[:, None]
+    got = _neighbour_variance(rows + 3.0)
+    want = (v * torch.tensor([1.0, 1.5, 1.0, 1.5, 1.0], dtype=torch.float64)).sum().item()
+    assert abs(got.mean().item() - want) < 4 * got.std().item() / 200 and want >= v.sum().item()
+
+
+class _ExactButTheDecoder(nn.Module):
+    """The exact denoiser of a point mass for t >= 2 (every diffusion term is 0 whatever x_t is), and
+    SmoothNet at t = 1: all the bound's noise is the decoder draw's."""
+
+    def __init__(self, schedule, y_star):
+        super().__init__()
+        self.point, self.smooth = PointMassNet(schedule, y_star, "x0"), SmoothNet("x0")
+        self.T = schedule.timesteps
+
+    def forward(self, x_t, t):
+        first = (torch.round(t * self.T) == 1).reshape(-1, *([1] * (x_t.dim() - 1)))
+        return torch.where(first, self.smooth(x_t, t), self.point(x_t, t))
+
+
+@pytest.mark.parametrize("estimator", ["mc", "full"])
+def test_reported_variance_holds_the_decoder_draws_noise(estimator):
+    levels, n, T = 5, 4000, 6
+    model = Diffusion(nn.Identity(), levels=levels, shape=(1,), timesteps=T, schedule="cosine",
+                      parameterization="x0", variance="fixed_small")
+    model.net = _ExactButTheDecoder(model.schedule, torch.tensor([[-0.5]], dtype=torch.float64))
+    with torch.no_grad():
+        b = model.bound(torch.ones(n, 1, dtype=torch.long), estimator=estimator, samples=4,
+                        generator=torch.Generator().manual_seed(0))
+    assert b.terms["diffusion"].abs().max() < 1e-9
+    observed = b.nats.var().item()  # the spread over copies: the variance of one estimate
+    assert b.variance.mean().item() == pytest.approx(observed, rel=0.1)
+
+
 def _replayed(model, x, estimator="full"):
     """The model's bound on ONE example next to the same bound recomputed by the papers' formulas
     (diffusion_oracles.Chain) from the very (x_t, t, output) rows its net saw."""

@@ -2,6 +2,7 @@
 
 Exact results (closed forms) have stderr 0 and num_samples 0; Monte Carlo results carry the
 standard error of the sample mean, so a 95% interval is value +- 1.96 stderr (normal approximation).
+Where the draws' tail is too heavy for that (prob.tails), the stderr is inf and tail_k says why.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Estimate:
-    """value and stderr have the batch shape of the quantity estimated."""
+    """value and stderr have the batch shape of the quantity estimated; tail_k, where computed, is the
+    Pareto k-hat of the draws' heavier tail (prob.tails.tail_shape), same shape."""
 
     value: Tensor
     stderr: Tensor
     num_samples: int = 0
     exact: bool = False
+    tail_k: Tensor | None = None
 
     @staticmethod
     def exact_value(value: Tensor) -> Estimate:

@@ -9,12 +9,22 @@ Importing this module registers them (torch's registry is global).
 
 Without a closed form the estimate is the sample mean of log q(z) - log p(z) over z ~ q
 (DEFAULT_NUM_SAMPLES draws unless num_samples says otherwise), with its standard error; a draw
-outside p's support gives +inf, as the KL is then infinite.  Probability vectors (last axis
+outside p's support gives +inf, as the KL is then infinite.  The normal-approximation interval needs
+a finite variance of the log-ratios: where the Pareto k-hat of their heavier tail (prob.tails; Vehtari
+et al. 2024) exceeds TAIL_K_LIMIT = 1/2, the bound beyond which the variance is infinite, a TailWarning
+is issued and the stderr is inf instead of a confident interval.  (Vehtari et al.'s 0.7 is where the
+mean itself stops being reliable; the interval fails earlier.)  Measured over 1000 repeats: StudentT(5)
+|| Normal, whose plain interval holds the truth 80% of the time at n = 200 and 88% at n = 1000, is
+flagged 95% and 86% of the time, so the intervals reported (inf where flagged) hold it 96.7% and 94.8%
+of the time (threshold 0.7: 91.5%, 89.1%); Normal(0, 1.5) || Normal is flagged 2% and 0%.  The
+diagnostic is a heuristic: a density spike near the tail's threshold (Normal || Laplace at n = 1000)
+flags a light tail, which costs an interval, not its honesty.  Probability vectors (last axis
 non-negative, summing to 1) are accepted wherever a distribution is and read as Categorical.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -24,8 +34,10 @@ from torch import Tensor
 from ..errors import UserError
 from .estimate import Estimate
 from .montecarlo import _check_count, draw
+from .tails import tail_shape
 
 DEFAULT_NUM_SAMPLES = 1000
+TAIL_K_LIMIT = 0.5
 Method = Literal["auto", "closed", "mc"]
 _METHODS = ("auto", "closed", "mc")
 
@@ -127,12 +139,25 @@ def kl_divergence(
     return mc_estimate_allowing_inf(q.log_prob(z) - log_prob_or_neg_inf(p, z))
 
 
+class TailWarning(UserWarning):
+    """A Monte Carlo estimate whose draws have too heavy a tail for its normal-approximation interval."""
+
+
 def mc_estimate_allowing_inf(samples: Tensor) -> Estimate:
     """Monte Carlo mean over dim 0 where a draw may be +inf (a draw where p has no mass): one such
-    draw proves the expectation infinite, so no uncertainty is left there (stderr 0, not nan)."""
+    draw proves the expectation infinite, so no uncertainty is left there (stderr 0, not nan).
+    Where the draws' heavier tail has Pareto k-hat > TAIL_K_LIMIT the stderr is inf (TailWarning)."""
     est = Estimate.from_samples(samples, dim=0)
     certain = torch.isposinf(est.value)
-    return Estimate(est.value, torch.where(certain, 0.0, est.stderr), est.num_samples, False)
+    k = torch.maximum(tail_shape(samples), tail_shape(-samples)).to(est.value.device)
+    heavy = (k > TAIL_K_LIMIT) & ~certain
+    if bool(heavy.any()):
+        worst = k[heavy].max().item()
+        warnings.warn(f"The Monte Carlo draws have a heavy tail (Pareto k-hat {worst:.2f} > {TAIL_K_LIMIT}): "
+                      "the normal interval is unreliable, so the stderr is reported as inf; use a closed "
+                      "form or check with more draws.", TailWarning, stacklevel=3)
+    stderr = torch.where(certain, 0.0, torch.where(heavy, torch.inf, est.stderr))
+    return Estimate(est.value, stderr, est.num_samples, False, tail_k=k)
 
 
 # ------------------------------------------------------------------ pairs torch lacks

@@ -28,6 +28,7 @@ from ..errors import UserError
 from .estimate import Estimate
 from .kl import as_distribution, closed_form_kl, log_prob_or_neg_inf
 from .montecarlo import _check_count, draw
+from .tails import log_mean_exp_variance
 
 LogDensity = Callable[[Tensor], Tensor]
 
@@ -111,8 +112,8 @@ def iwae_bound(
     independent repeats.  k = 1 is the ELBO; the bound is >= the ELBO in expectation and tends to
     log p(x) as k grows.
 
-    stderr: with num_samples >= 2, the spread of the repeats; with one repeat, the delta-method
-    standard error of the log of the mean weight, sqrt(var(w) / k) / mean(w).
+    stderr: with num_samples >= 2, the spread of the repeats; with one repeat, the jackknife standard
+    error of the log of the mean weight (prob.tails.log_mean_exp_variance; inf when k = 1).
     chunk_size bounds memory: the k draws are made and reduced chunk_size at a time (running logsumexp).
     """
     _check_count(k, "k", minimum=1)
@@ -121,25 +122,19 @@ def iwae_bound(
         _check_count(chunk_size, "chunk_size", minimum=1)
     q = as_distribution(q, "q")
     step = k if chunk_size is None else min(chunk_size, k)
-    s1 = s2 = None  # running log sum w and log sum w^2, [num_samples, *batch]
+    s1 = None  # running log sum w, [num_samples, *batch]
+    kept = []  # the log-weights of the first repeat, for its jackknife error (k values per example)
     for start in range(0, k, step):
         n = min(step, k - start)
         z = draw(q, (num_samples, n), generator=generator)
         lw = _evaluate(log_joint, z, 2, "log_joint") - q.log_prob(z)
-        c1, c2 = torch.logsumexp(lw, dim=1), torch.logsumexp(2.0 * lw, dim=1)
+        c1 = torch.logsumexp(lw, dim=1)
         s1 = c1 if s1 is None else torch.logaddexp(s1, c1)
-        s2 = c2 if s2 is None else torch.logaddexp(s2, c2)
+        if num_samples == 1:
+            kept.append(lw[0].detach())
     bound = s1 - math.log(k)  # [num_samples, *batch]
     if num_samples >= 2:
         stderr = bound.detach().std(0) / math.sqrt(num_samples)
     else:
-        stderr = _delta_stderr(s1[0].detach(), s2[0].detach(), k)
+        stderr = log_mean_exp_variance(torch.cat(kept), dim=0).sqrt().to(bound.dtype)
     return Estimate(bound.mean(0), stderr, k * num_samples, False)
-
-
-def _delta_stderr(log_s1: Tensor, log_s2: Tensor, k: int) -> Tensor:
-    """sqrt(var(w) / k) / mean(w) from log sum w and log sum w^2 of k weights (inf when k = 1)."""
-    if k < 2:
-        return torch.full_like(log_s1, math.inf)
-    ratio = torch.exp(math.log(k) + log_s2 - 2.0 * log_s1)  # k sum w^2 / (sum w)^2, in [1, k]
-    return torch.sqrt(((ratio - 1.0) / (k - 1)).clamp_min(0.0))
