@@ -55,7 +55,11 @@ def test_kl_is_not_symmetric_and_each_fit_wins_its_own_direction(res):
     f, r = res["forward"], res["reverse"]
     for fit in (f, r):
         gap = abs(fit["kl_forward"] - fit["kl_reverse"])
-        assert gap > 10 * math.hypot(fit["stderr"]["kl_forward"], fit["stderr"]["kl_reverse"])
+        # KL(q || p) of the one-mode fit has a heavy tail at these draws (its plain interval holds the
+        # truth 80% of the time at n = 2048): prob.kl reports no stderr (inf) for it, and none is needed
+        # here, the gap being 8 nats
+        se = [s for s in (fit["stderr"]["kl_forward"], fit["stderr"]["kl_reverse"]) if math.isfinite(s)]
+        assert se and gap > 10 * math.hypot(*se)
     assert f["kl_forward"] < r["kl_forward"] and r["kl_reverse"] < f["kl_reverse"]
 
 
