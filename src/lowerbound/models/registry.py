@@ -28,6 +28,7 @@ _MODULES: dict[str, str] = {
     "vae": "lowerbound.models.vae",
     "autoregressive": "lowerbound.models.autoregressive",
     "flow": "lowerbound.models.flow",
+    "gan": "lowerbound.models.gan",
 }
 
 

@@ -69,29 +69,44 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        return self.model.loss(x, generator=generator).terms
+    def forward(self, x: Tensor, generator: torch.Generator, phase: str | None = None) -> dict[str, Tensor]:
+        if phase is None:
+            return self.model.loss(x, generator=generator).terms
+        return self.model.loss(x, generator=generator, phase=phase).terms
 
 
 class Trainer:
     """Trains `model` on train_x, scoring valid_x; `files` (a RunDir or None) receives what is written.
     resample: epoch -> that epoch's train examples (same count and order of examples as train_x,
-    which is epoch 0's), for data redrawn every epoch; None when the train split is fixed."""
+    which is epoch 0's), for data redrawn every epoch; None when the train split is fixed.
+
+    A model with `phases` (a GAN: ("discriminator", "generator")) is updated once per phase each
+    step, by loss(x, phase=...); its param_groups name their "phase", and a phase's update steps only
+    its own groups (their gradients alone are kept), so each group keeps its own Adam moments and
+    betas: one optimizer per phase in effect.  validate(eval_model) -> float replaces the validation
+    bound for models without one (a sample metric, lower is better), logged as `valid_name`."""
 
     def __init__(self, cfg: TrainConfig, rt: runtime.Runtime, model: nn.Module, train_x: Tensor,
                  valid_x: Tensor | None, files=None, *, progress: bool = True,
-                 resample: Callable[[int], Tensor] | None = None):
+                 resample: Callable[[int], Tensor] | None = None,
+                 validate: Callable[[nn.Module], float] | None = None, valid_name: str | None = None):
         check_runtime(cfg, rt)
         self.cfg, self.rt, self.files, self.progress = cfg, rt, files, progress
         self.model = model.to(rt.device)
         self.train_x, self.valid_x = train_x, valid_x
         self.resample, self._train_epoch = resample, 0
-        self.unit = "bpd" if getattr(model, "levels", None) is not None else "nats"
+        likelihood = getattr(model, "has_likelihood", True)
+        self.unit = "bpd" if getattr(model, "levels", None) is not None and likelihood else "nats"
         self.scale = 1.0 / (model.dims * LN2) if self.unit == "bpd" else 1.0
-        groups = [{"params": list(g["params"]), "lr_scale": float(g.get("lr_scale", 1.0)),
+        self.validate, self.valid_name = validate, valid_name or f"valid_{self.unit}"
+        groups = [{**g, "params": list(g["params"]), "lr_scale": float(g.get("lr_scale", 1.0)),
                    "weight_decay": float(g.get("weight_decay", cfg.weight_decay))}
                   for g in self.model.param_groups()] if hasattr(self.model, "param_groups") else \
             [{"params": list(self.model.parameters()), "lr_scale": 1.0}]
+        self.phases = tuple(getattr(self.model, "phases", ())) or (None,)
+        # phase -> the parameters whose gradients that phase's update drops (the other phases')
+        self._frozen = {ph: [p for g in groups if g.get("phase") != ph for p in g["params"]]
+                        for ph in self.phases if ph is not None}
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
@@ -99,7 +114,8 @@ class Trainer:
         self.objective = _Objective(self.model)
         if rt.distributed:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
-            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+            self.objective = nn.parallel.DistributedDataParallel(  # a phase leaves the others' unused
+                self.objective, device_ids=ids, find_unused_parameters=self.phases != (None,))
         self.eval_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self._acc: list[float] | None = None
@@ -132,12 +148,38 @@ class Trainer:
         lr = cfg.lr_at(s)
         for group in st.optimizer.param_groups:  # a model may ask a larger step for some parameters
             group["lr"] = lr * group.get("lr_scale", 1.0)
+        names, values, squares = [], [], 0.0
+        for phase in self.phases:
+            phase_terms, phase_values, norm = self._update(x, g, phase)
+            names += phase_terms
+            values += phase_values
+            squares += norm * norm
+        norm = math.sqrt(squares)
+        if st.ema is not None:
+            st.ema.update(self.model)
+        st.step += 1
+        st.examples += cfg.batch_size
+        row = [sum(values), *values, norm]
+        self._acc = row if self._acc is None else [a + b for a, b in zip(self._acc, row)]
+        self._acc_steps += 1
+        self._names = names
+
+    def _update(self, x: Tensor, g: torch.Generator, phase: str | None) -> tuple[list, list, float]:
+        """One optimizer update on the loss of `phase` (None: the model's one loss): its term names,
+        their batch means and the gradient norm before clipping."""
+        cfg, rt, st, s = self.cfg, self.rt, self.state, self.state.step
         with self._autocast():
-            terms = self.objective(x, g) if rt.distributed else self.model.loss(x, generator=g).terms
+            if phase is None:
+                terms = self.objective(x, g) if rt.distributed else self.model.loss(x, generator=g).terms
+            else:
+                terms = self.objective(x, g, phase) if rt.distributed else \
+                    self.model.loss(x, generator=g, phase=phase).terms
         means = [t.float().mean() for t in terms.values()]
         loss = means[0] if len(means) == 1 else torch.stack(means).sum()
         st.optimizer.zero_grad(set_to_none=True)
         (st.scaler.scale(loss) if st.scaler else loss).backward()
+        for p in self._frozen.get(phase, ()):  # AdamW skips parameters without a gradient
+            p.grad = None
         if st.scaler:
             st.scaler.unscale_(st.optimizer)
         values = torch.stack(means).tolist() if len(means) > 1 else [loss.item()]
@@ -151,14 +193,7 @@ class Trainer:
             st.scaler.update()
         else:
             st.optimizer.step()
-        if st.ema is not None:
-            st.ema.update(self.model)
-        st.step += 1
-        st.examples += cfg.batch_size
-        row = [sum(values), *values, norm]
-        self._acc = row if self._acc is None else [a + b for a, b in zip(self._acc, row)]
-        self._acc_steps += 1
-        self._names = list(terms)
+        return list(terms), values, norm
 
     def _use_epoch(self, epoch: int) -> None:
         if epoch != self._train_epoch:
@@ -186,6 +221,9 @@ class Trainer:
         self.eval_model.load_state_dict(self.state.averaged_weights())
         if self.valid_x is None or len(self.valid_x) == 0:
             return None
+        if self.validate is not None:
+            self.last_valid = float(self.validate(self.eval_model))
+            return self.last_valid
         estimator, samples = getattr(self.eval_model, "validation_estimator", (None, None))
         bound = score(self.eval_model, self.valid_x, self.cfg.eval_batch_size,
                       runtime.derive_seed(self.cfg.seed, "valid"), self.rt.device,
@@ -203,7 +241,7 @@ class Trainer:
                f"loss_{self.unit}": acc[0] * self.scale}
         for name, v in zip(self._names, acc[1:-1]):
             row[f"{name}_{self.unit}"] = v * self.scale
-        row.update({"grad_norm": acc[-1], "lr": lr, f"valid_{self.unit}": valid})
+        row.update({"grad_norm": acc[-1], "lr": lr, self.valid_name: valid})
         self._acc, self._acc_steps = None, 0
         return row
 

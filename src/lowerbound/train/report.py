@@ -100,6 +100,7 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
              "on -log P(x) unless its estimator is exact; the interval is over examples."
              if "train" in results else
              "Validation is the held-out fraction of train; the interval is over examples."]
+    notes = notes if results else []  # a model without a likelihood: no bound table to explain
     gap = _gap(results, unit)
     fitted = info.get("stopped") == "fitted"
     if gap is not None and gap > 0.05:
@@ -110,6 +111,7 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
     if info.get("fit", {}).get("refit_on_valid"):
         notes.append("The validation split chose the fit's options and was then refitted on, so its "
                      "number is not held out; only test is.")
+    notes += info.get("notes", [])
     return report_io.write(files.path / "report.md", {
         "title": f"{cfg.family} on {cfg.data}", "facts": facts, "results": results, "notes": notes,
         "diagnostics": info["diagnostics"], "images": images, "config": cfg.to_dict()})

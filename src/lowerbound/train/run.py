@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..io import checkpoint, export
 from ..io import metrics as metrics_io
 from ..models import registry
-from . import runtime
+from . import implicit, runtime
 from .config import SCHEMA, TrainConfig, resolve
 from .load import averaged_weights
 from .loop import Trainer, check_runtime
@@ -121,7 +121,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bo
             info = {"steps": 0, "stopped": "fitted", "fit": fitted, "selected": "fitted"}
         else:
             info = _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress,
-                                   train_for_epoch(dataset, cfg))
+                                   train_for_epoch(dataset, cfg), dataset)
     finally:
         runtime.teardown(rt)
     if not rt.is_main:
@@ -142,9 +142,13 @@ def _fit(model, train_x, valid_x, rt, progress) -> dict:
 
 
 def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress,
-                    resample=None) -> dict[str, Any]:
+                    resample=None, dataset=None) -> dict[str, Any]:
+    validation = {}
+    if not model.has_likelihood and len(valid_x):  # selected by a validation sample metric
+        validation = {"validate": implicit.validator(model, dataset, valid_x, cfg.seed),
+                      "valid_name": implicit.VALID_NAME}
     trainer = Trainer(cfg, rt, model, train_x, valid_x if len(valid_x) else None, files, progress=progress,
-                      resample=resample)
+                      resample=resample, **validation)
     if resume:  # every process reads the same state (the run directory must be shared)
         ckpts = run_dir / "checkpoints"
         if checkpoint.latest_path(ckpts) is not None:  # else: stopped before its first checkpoint
@@ -180,9 +184,13 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
             "weights": ("ema " if cfg.ema_decay > 0 and model.fit_mode != "fit" else "") + info["selected"],
             "config": cfg.to_dict()}
     export.save(files.path / EXPORT, model.state_dict(), meta)
-    results = score_splits(cfg, rt, model, dataset, train_x, valid_x, progress)
+    if model.has_likelihood:
+        results = score_splits(cfg, rt, model, dataset, train_x, valid_x, progress)
+        test = results["test"]
+    else:  # a GAN: sample metrics where the bound would be
+        test = implicit.score_test(model, dataset, cfg.seed, progress)
+        results, info["notes"] = {}, implicit.report_notes(test)
     write_report(cfg, files, model, dataset, results, info)
-    test = results["test"]
     return {**test, "splits": results, "run_dir": str(files.path), **{k: v for k, v in info.items()
             if k in ("steps", "stopped", "selected", "examples_per_s", "train_seconds", "fit")},
             "diagnostics": info.get("diagnostics", {})}
