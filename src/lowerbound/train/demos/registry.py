@@ -32,6 +32,7 @@ _MODULES: dict[str, str] = {
     "mc": "lowerbound.train.demos.mc",
     "bayes": "lowerbound.train.demos.bayes",
     "em": "lowerbound.train.demos.em",
+    "parzen": "lowerbound.train.demos.parzen",
 }
 
 Options = Callable[[argparse.ArgumentParser], None]
