@@ -22,7 +22,6 @@ The Parzen window puts k-means first; the bound puts it last, by an infinite mar
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -35,7 +34,7 @@ from ...errors import UserError
 from ...io.panels import Kind, Panel, Series, plot_panels
 from ...models import registry
 from ...prob.units import LN2, from_signed, to_signed
-from .registry import add_option, check_config, register
+from .registry import add_option, begin, check_config, register, write_plot
 
 MODELS = ("k-means", "true images", "EM mixture")
 
@@ -116,9 +115,7 @@ def run_parzen_demo(cfg: ParzenDemoConfig, plot: str | Path | None = None, *, pr
     """{"models": {name: {"parzen": {sigma, nats, stderr}, "bound": {bits_per_dim, stderr, estimator}}},
     "parzen_kmeans_minus_true": {value, stderr} (paired over test images), "parzen_ranks_kmeans_first",
     "bound_ranks_kmeans_last", "n", "plot"}.  Infinite bits/dim are written as the string "inf"."""
-    out = sys.stdout if out is None else out
-    if plot is not None and Path(plot).suffix.lower() != ".png":
-        raise UserError(f"the plot path must end in .png, got {str(plot)!r}.")
+    out = begin(plot, out)
     data = load("digits")
     perm = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))
     n_valid = len(data.train) // 10
@@ -139,9 +136,7 @@ def run_parzen_demo(cfg: ParzenDemoConfig, plot: str | Path | None = None, *, pr
     res["parzen_ranks_kmeans_first"] = max(parzen, key=parzen.get) == "k-means"
     res["bound_ranks_kmeans_last"] = max(bits, key=bits.get) == "k-means"
     _explain(res, out)
-    res["plot"] = None if plot is None else str(_plot(plot, res))
-    if plot is not None:
-        print(f"wrote {res['plot']}", file=out)
+    res["plot"] = write_plot(plot, lambda path: _plot(path, res), out)
     for v in res["models"].values():  # JSON has no infinity
         if math.isinf(v["bound"]["bits_per_dim"]):
             v["bound"]["bits_per_dim"] = "inf"
