@@ -108,8 +108,8 @@ def _models(cfg: ParzenDemoConfig, data, rest: Tensor, valid: Tensor, progress: 
     }
 
 
-@register("parzen", ParzenDemoConfig, "Theis et al. 2016: a Parzen window ranks k-means centroids above "
-          "real digits; the bound ranks them correctly", options=lambda p: _options(p))
+@register("parzen", ParzenDemoConfig, "Parzen windows rank k-means centroids above real digits; the "
+          "bound does not", options=lambda p: _options(p))
 def run_parzen_demo(cfg: ParzenDemoConfig, plot: str | Path | None = None, *, progress: bool = True,
                     out: TextIO | None = None) -> dict:
     """{"models": {name: {"parzen": {sigma, nats, stderr}, "bound": {bits_per_dim, stderr, estimator}}},
