@@ -81,11 +81,12 @@ def test_r1_is_half_gamma_squared_input_gradient_at_real_data():
         gan.generate(3, g)  # the loss draws the fakes first, then the dequantization noise
         real = gan.real(x, g)
         h, grad = 1e-6, torch.zeros(3, 4)
-        for j in range(4):
-            e = torch.zeros(1, 4)
-            e[0, j] = h
-            e = e.view(1, 1, 2, 2)
-            grad[:, j] = (gan.discriminate(real + e) - gan.discriminate(real - e)) / (2 * h)
+        for i in range(3):  # d/dx_i of the sum of the batch's scores (the minibatch spread couples them)
+            for j in range(4):
+                e = torch.zeros(3, 4)
+                e[i, j] = h
+                e = e.view(3, 1, 2, 2)
+                grad[i, j] = (gan.discriminate(real + e).sum() - gan.discriminate(real - e).sum()) / (2 * h)
         assert torch.allclose(r1, 1.5 * grad.square().sum(1), rtol=1e-6)
     finally:
         torch.set_default_dtype(torch.float32)

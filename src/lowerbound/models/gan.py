@@ -59,6 +59,7 @@ class GANConfig:
     discriminator_lr_scale: float = 1.0
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's, as DCGAN uses
     validation_samples: int = 500  # samples scored by the validation Fréchet distance
+    minibatch_std: bool = True  # D also sees the batch's feature spread (Karras et al. 2018)
 
     def __post_init__(self) -> None:
         checks = [
@@ -78,6 +79,24 @@ class GANConfig:
                 raise UserError(f"The GAN option {message}.")
 
 
+class Critic(nn.Module):
+    """D: a body [B, *shape] -> [B, width] features, then a linear score; with minibatch_std, the
+    mean over features of their standard deviation over the batch joins the features (Karras et al.
+    2018, "Progressive growing of GANs"), so a batch of near-copies looks different from data."""
+
+    def __init__(self, body: nn.Module, width: int, minibatch_std: bool):
+        super().__init__()
+        self.body, self.minibatch_std = body, minibatch_std
+        self.head = nn.Linear(width + int(minibatch_std), 1)
+
+    def forward(self, y: Tensor) -> Tensor:
+        f = F.silu(self.body(y))
+        if self.minibatch_std:
+            spread = f.std(0, unbiased=False).mean() if len(f) > 1 else f.new_zeros(())
+            f = torch.cat([f, spread.expand(len(f), 1)], 1)
+        return self.head(f).squeeze(-1)
+
+
 class GAN(GenerativeModel):
     """Generator and discriminator over data of `shape` with `levels` (None: continuous data)."""
 
@@ -95,10 +114,11 @@ class GAN(GenerativeModel):
         if conv:
             ch, h, w = self.shape
             self.generator_net = ConvDecoder(c.latent_dim, ch, (h, w), c.channels, c.conv_hidden)
-            self.discriminator_net = ConvEncoder(ch, (h, w), 1, c.channels, c.conv_hidden)
+            body = ConvEncoder(ch, (h, w), c.conv_hidden, c.channels, c.conv_hidden)
         else:
             self.generator_net = MLP(c.latent_dim, self.dims, c.hidden)
-            self.discriminator_net = MLP(self.dims, 1, tuple(reversed(c.hidden)))
+            body = nn.Sequential(nn.Flatten(), MLP(self.dims, c.hidden[0], tuple(reversed(c.hidden))))
+        self.discriminator_net = Critic(body, c.conv_hidden if conv else c.hidden[0], c.minibatch_std)
         if c.regularizer == "spectral":
             for m in self.discriminator_net.modules():
                 if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -114,8 +134,7 @@ class GAN(GenerativeModel):
 
     def discriminate(self, y: Tensor) -> Tensor:
         """D(y): [B] real-valued scores (logits for the non-saturating loss)."""
-        inp = y if isinstance(self.discriminator_net, ConvEncoder) else y.flatten(1)
-        return self.discriminator_net(inp).squeeze(-1)
+        return self.discriminator_net(y)
 
     def real(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """Data as D sees them: levels dequantized uniformly within their bin; points as they are."""
