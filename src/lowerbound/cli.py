@@ -7,7 +7,6 @@ calls the library.  A UserError anywhere becomes one sentence on stderr and exit
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .errors import UserError
@@ -44,7 +43,7 @@ def _run_demo(args) -> int:
     options = parser.parse_args(args.options)
     result = demos.run(args.name, options, out=sys.stderr if options.json else sys.stdout)
     if options.json:
-        print(json.dumps(result, indent=1, default=str))
+        print(demos.to_json(result))
     return 0
 
 

@@ -66,3 +66,9 @@ def test_a_demo_without_seed_is_refused_and_an_unknown_name_is_one_sentence():
         registry.register("bad", NoSeed, "no seed", options=lambda p: None)
     with pytest.raises(UserError, match="Unknown demo 'nope'"):
         registry.get("nope")
+
+
+def test_json_is_strict_with_nulls_for_non_finite_numbers():
+    result = {"slope": float("nan"), "rows": [1.0, float("inf")], "path": registry.Path("a.png")}
+    text = registry.to_json(result)
+    assert json.loads(text) == {"slope": None, "rows": [1.0, None], "path": "a.png"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -113,6 +114,21 @@ def write_plot(plot: str | Path | None, draw: Callable[[str | Path], Path], out:
     path = draw(plot)
     print(f"wrote {path}", file=out)
     return str(path)
+
+
+def to_json(result: dict) -> str:
+    """A demo's numbers as strict JSON: non-finite floats (a slope from one point) become null, paths
+    become strings."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(result), indent=1, default=str, allow_nan=False)
 
 
 def _default(config_cls: type, field: str) -> Any:
