@@ -179,7 +179,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--samples", type=int, help="samples of a stochastic estimator (e.g. IWAE k)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed of the Monte Carlo draws (default: the run's final "
+                   "scoring, so the number is the one in report.md)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--samples-for-metrics", type=int, metavar="N",
                    help="also score N samples by the sample metrics (FD, KID, precision/recall, ...)")
@@ -271,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UserError as e:
         print(f"lowerbound: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine refused a file operation the library did not foresee
+        what = f" {e.filename}" if e.filename else ""
+        print(f"lowerbound: error: {e.strerror or e}{':' if what else ''}{what}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lowerbound: interrupted.", file=sys.stderr)

@@ -68,7 +68,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="Could not write .*keep.png: disk full"):
         save_grid(path, torch.ones(1, 1, 4, 4, dtype=torch.long), 2)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["keep.png"]
 

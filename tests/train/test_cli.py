@@ -96,9 +96,9 @@ def test_corrupt_checkpoint_and_foreign_export_are_refused(run_dir, tmp_path, ca
 
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
-    latest = broken / "checkpoints" / (broken / "checkpoints" / "latest").read_text().strip()
-    latest.write_bytes(latest.read_bytes()[:100])
-    _refused(capsys, ["eval", str(broken), "--checkpoint", "last"], "cannot be loaded safely")
+    for step in (broken / "checkpoints").glob("step-*.pt"):  # no intact one to fall back on
+        step.write_bytes(step.read_bytes()[:100])
+    _refused(capsys, ["eval", str(broken), "--checkpoint", "last"], "cannot be loaded: it is truncated")
     # an export of another model (other shape) in place of this run's
     weights, info = export.load(run_dir / "model.safetensors")
     export.save(broken / "model.safetensors", {"logits": torch.zeros(16, 17)}, {**info, "shape": [1, 8, 8]})

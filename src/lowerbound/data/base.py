@@ -15,6 +15,10 @@ from torch import Tensor
 
 from ..errors import UserError
 
+# more levels than 16-bit data have: such data are continuous for every purpose (and a categorical
+# decoder over them would not fit in memory)
+MAX_LEVELS = 2**16
+
 
 class KnownDensity(Protocol):
     """The true density of a synthetic data set: exact log p(x) and its entropy."""
@@ -46,6 +50,9 @@ class Dataset:
     test_labels: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.levels is not None and not 2 <= self.levels <= MAX_LEVELS:
+            raise UserError(f"The data set {self.name} has {self.levels} levels; discrete data need "
+                            f"2 to {MAX_LEVELS} levels (omit levels for continuous data).")
         for split, t, y in (("train", self.train, self.train_labels), ("test", self.test, self.test_labels)):
             if y is not None and tuple(y.shape) != (len(t),):
                 raise UserError(f"The {split} labels of {self.name} have shape {tuple(y.shape)}, "

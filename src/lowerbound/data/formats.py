@@ -105,22 +105,23 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path} does not exist or is not a file.")
     try:
         loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"x": loaded}
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise UserError(f"{path} holds Python objects, which are refused: save plain numeric "
                             "arrays.") from None
-        raise UserError(f"{path} is not a readable .npy/.npz array ({e}).") from None
-    except (OSError, EOFError) as e:
-        raise UserError(f"{path} is truncated or not a .npy/.npz file ({e}).") from None
-    if isinstance(loaded, np.ndarray):
-        return {"x": loaded}
-    try:
-        with loaded:
-            return {k: loaded[k] for k in loaded.files}
-    except ValueError as e:
-        raise UserError(f"{path} holds Python objects, which are refused ({e}).") from None
-    except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"{path} is truncated or corrupt ({e}).") from None
+        raise UserError(f"{path} is not a readable .npy/.npz array ({_reason(e)}).") from None
+    except Exception as e:  # numpy's header parser also raises SyntaxError, TokenError, zlib.error, ...
+        raise UserError(f"{path} is truncated or not a .npy/.npz file ({_reason(e)}).") from None
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), for a sentence."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:160]
 
 
 def read_png(path: str | Path) -> np.ndarray:

@@ -110,8 +110,9 @@ def load_data_pickle(path: str | Path) -> Any:
     except RefusedPickle as e:
         raise UserError(f"{path} asks to build {e}, which is refused: only dicts, lists, strings, "
                         "bytes, numbers and numeric arrays are read from a pickle.") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, MemoryError) as e:
-        raise UserError(f"{path} is truncated or not a data pickle ({type(e).__name__}: {e}).") from None
+    except Exception as e:  # a corrupt pickle fails in many ways (AttributeError, KeyError, ...)
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise UserError(f"{path} is truncated or not a data pickle ({type(e).__name__}: {reason}).") from None
     return obj
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .._config import from_dict
 from ..errors import UserError
-from .base import Dataset, register
+from .base import MAX_LEVELS, Dataset, register
 from .formats import as_continuous, as_levels, read_arrays, read_png
 
 
@@ -33,8 +33,9 @@ class UserOptions:
     key: str | None = None
 
     def __post_init__(self) -> None:
-        if self.levels is not None and self.levels < 2:
-            raise UserError(f"levels must be at least 2, got {self.levels}.")
+        if self.levels is not None and not 2 <= self.levels <= MAX_LEVELS:
+            raise UserError(f"levels must be between 2 and {MAX_LEVELS}, got {self.levels}; data with "
+                            "more levels are continuous (omit levels).")
         if not 0.0 < self.test_fraction < 1.0:
             raise UserError(f"test_fraction must be between 0 and 1, got {self.test_fraction}.")
 

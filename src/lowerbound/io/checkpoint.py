@@ -13,54 +13,21 @@ checkpoint, never parsed out of a file name.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import UserError
+from .files import atomic_write_bytes, atomic_write_text
+
+__all__ = ["POINTER", "PREFIX", "atomic_write_bytes", "atomic_write_text", "latest_path", "load",
+           "load_latest", "load_newest", "prune", "save"]
 
 POINTER = "latest"
 PREFIX = "step-"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, writer) -> None:
-    """Call writer(file_object) on a temporary file beside `path`, fsync it, then rename it over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save(folder: Path, state: dict[str, Any], *, name: str | None = None, keep: int = 3,
@@ -72,7 +39,9 @@ def save(folder: Path, state: dict[str, Any], *, name: str | None = None, keep: 
     folder = Path(folder)
     name = name or f"{PREFIX}{int(state['step']):08d}.pt"
     path = folder / name
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    buffer = io.BytesIO()  # serialized first: a failed write is then a plain OSError, not torch's
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     if move_latest:
         atomic_write_text(folder / POINTER, name + "\n")
         prune(folder, keep)
@@ -94,9 +63,13 @@ def latest_path(folder: Path) -> Path | None:
     pointer = Path(folder) / POINTER
     if not pointer.is_file():
         return None
-    name = pointer.read_text().strip()
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"The checkpoint pointer {pointer} is not a checkpoint name ({name!r}).")
+    try:
+        name = pointer.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UserError(f"The checkpoint pointer {pointer} holds binary bytes, not a checkpoint "
+                        "name.") from None
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}", name):
+        raise UserError(f"The checkpoint pointer {pointer} is not a checkpoint name ({name[:80]!r}).")
     return Path(folder) / name
 
 
@@ -108,18 +81,52 @@ def load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling refused, truncated zip, bad magic number, ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            reason = "it holds Python objects that would run code when loaded, which is refused"
-        raise UserError(f"The checkpoint {path} cannot be loaded safely: {reason[:200]}.") from None
-    if not isinstance(state, dict) or "step" not in state:
+        text = str(e)
+        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            raise UserError(f"The checkpoint {path} cannot be loaded safely: it holds Python objects that "
+                            "would run code when loaded, which is refused.") from None
+        raise UserError(f"The checkpoint {path} cannot be loaded: it is truncated or corrupt.") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise UserError(f"The file {path} is not a lowerbound training checkpoint.")
     return state
 
 
+def load_newest(folder: Path, map_location: Any = "cpu") -> tuple[dict[str, Any], Path, str | None] | None:
+    """(state, path, note) of the newest checkpoint in folder that loads, or None when the folder holds
+    no checkpoint at all.  The one `latest` names comes first; when it (or the pointer) is broken, the
+    step checkpoint with the highest step that loads is used and `note` says which file was skipped and
+    which one was used.  Nothing loads: one UserError sentence naming the broken file."""
+    folder = Path(folder)
+    problems: list[str] = []
+    try:
+        named = latest_path(folder)
+    except UserError as e:
+        named, problems = None, [str(e)]
+    if named is not None:
+        try:
+            return load(named, map_location), named, None
+        except UserError as e:
+            problems.append(str(e))
+    loaded = []
+    for path in sorted(folder.glob(f"{PREFIX}*.pt")) if folder.is_dir() else []:
+        if path != named:
+            try:
+                loaded.append((load(path, map_location), path))
+            except UserError as e:
+                problems.append(str(e))
+    if not loaded:
+        if problems:
+            raise UserError(f"{problems[0][:-1]}, and no other checkpoint in {folder} loads.")
+        return None
+    state, path = max(loaded, key=lambda sp: sp[0]["step"])
+    note = (f"{problems[0][:-1]}; using {path.name} (step {state['step']}), the newest checkpoint that "
+            f"loads, instead." if problems else None)
+    return state, path, note
+
+
 def load_latest(folder: Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load the checkpoint `latest` points at in folder."""
-    path = latest_path(folder)
-    if path is None:
+    """Load the newest checkpoint of folder (the one `latest` points at, unless it is broken)."""
+    found = load_newest(folder, map_location)
+    if found is None:
         raise UserError(f"The folder {folder} holds no checkpoint (no `{POINTER}` pointer).")
-    return load(path, map_location)
+    return found[0]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
 
 KEY = "lowerbound"
 SCHEMA = 1
@@ -31,7 +31,7 @@ def save(path: Path, tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {KEY: json.dumps({"schema": SCHEMA, **info}, sort_keys=True)}
     blob = save(plain, metadata=meta)
-    atomic_write_bytes(Path(path), lambda f: f.write(blob))
+    atomic_write_bytes(Path(path), blob)
 
 
 def load(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any]]:

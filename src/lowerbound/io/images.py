@@ -11,34 +11,16 @@ sees half a picture and a failure leaves nothing behind.  Grids are upscaled by 
 from __future__ import annotations
 
 import math
-import os
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from .files import atomic_path
 
 MIN_TILE = 64  # pixels: tiles smaller than this are upscaled by an integer factor
 PAD = 2  # pixels of background between tiles, before upscaling
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh unique name rather than mkstemp, whose 0600 mode would outlive the rename
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def to_uint8(images: torch.Tensor | np.ndarray, levels: int) -> np.ndarray:

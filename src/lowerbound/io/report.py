@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from .files import atomic_write_text
 
 
 def _num(v: Any, digits: int = 4) -> str:

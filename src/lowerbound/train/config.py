@@ -122,9 +122,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"The config file {path} does not exist.")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"The config file {path} is not text: byte {e.start} is not UTF-8.") from None
     except yaml.YAMLError as e:
         raise UserError(f"The config file {path} is not valid YAML ({str(e).splitlines()[0]}).") from None
+    except RecursionError:
+        raise UserError(f"The config file {path} nests too deeply to be a config.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -2,11 +2,16 @@
 text table the `train` and `eval` commands print.
 
 Both use the best-validation export unless `checkpoint="last"` is asked, and score exactly the
-splits training saw: the validation split is rebuilt from the run's seed.
+splits training saw: the validation split is rebuilt from the run's seed.  Without a seed, eval draws
+the same Monte Carlo randomness as the run's final scoring (same seed, same batch size), so its test
+number is exactly the one report.md shows; `seed=S` draws other randomness.  Sampling into the run
+directory takes the run's lock, so it waits for no training and is refused while one writes there.
 """
 
 from __future__ import annotations
 
+import io
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +19,12 @@ import torch
 
 from ..errors import UserError
 from ..io import report as report_io
+from ..io.files import atomic_write_bytes
+from ..io.lock import RunLock
 from . import runtime
 from .load import load_with_info
 from .run import load_dataset, split_train_valid, stored_config
-from .rundir import read_config, save_picture
+from .rundir import read_config, save_picture, stderr_log
 from .scoring import summarize_split
 
 SPLITS = ("test", "valid", "train")
@@ -27,13 +34,16 @@ IMPLICIT_SAMPLES = 1000  # samples scored by default for a model that has only s
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | None = None,
                  samples: int | None = None, checkpoint: str = "best", batch_size: int | None = None,
-                 seed: int = 0, device: str = "auto", progress: bool = True,
+                 seed: int | None = None, device: str = "auto", progress: bool = True,
                  samples_for_metrics: int | None = None) -> dict[str, Any]:
     """The bound of a run's model on one split: value, stderr, interval, terms, estimator; with
     samples_for_metrics = N, also `sample_metrics` of N samples against that split.  A model without
     a likelihood (a GAN) reports "no likelihood" and its sample metrics (N = 1000 by default)."""
     if split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
+    for name, value in (("batch size", batch_size), ("number of samples", samples)):
+        if value is not None and value < 1:
+            raise UserError(f"The {name} must be at least 1, got {value}.")
     run_dir = Path(run_dir)
     cfg = stored_config(run_dir)
     dev = runtime.pick_device(device)
@@ -44,6 +54,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
                         f"`lowerbound eval` reports its sample metrics instead.")
     if samples_for_metrics is not None and samples_for_metrics < 2:
         raise UserError(f"--samples-for-metrics needs at least 2 samples, got {samples_for_metrics}.")
+    if info.get("warning"):
+        stderr_log(info["warning"])
     if estimator is not None and estimator not in getattr(model, "estimators", (estimator,)):
         raise UserError(f"The {cfg.family} model has no estimator {estimator!r}; choose one of: "
                         f"{', '.join(model.estimators)}.")
@@ -57,10 +69,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
         samples_for_metrics = samples_for_metrics or IMPLICIT_SAMPLES
     else:
         result = summarize_split(model, dataset, split, x, batch_size=batch_size or cfg.eval_batch_size,
-                                 seed=runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
+                                 seed=runtime.derive_seed(cfg.seed, "final") if seed is None
+                                 else runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
                                  samples=samples, progress=progress)
     if samples_for_metrics:
-        result["sample_metrics"] = sample_metrics(model, dataset, split, x, samples_for_metrics, seed,
+        result["sample_metrics"] = sample_metrics(model, dataset, split, x, samples_for_metrics, seed or 0,
                                                   progress)
     return {**result, "weights": info.get("weights", info.get("source")), "run_dir": str(run_dir)}
 
@@ -81,16 +94,23 @@ def sample_run(run_dir: str | Path, n: int = 64, *, seed: int = 0, out: str | Pa
         raise UserError(f"The number of samples must be at least 1, got {n}.")
     run_dir = Path(run_dir)
     read_config(run_dir)
-    model, _ = load_with_info(run_dir, checkpoint, runtime.pick_device(device))
-    from .rundir import draw
-
-    x = draw(model, n, seed)
     out = Path(out) if out is not None else run_dir / "samples" / f"sample-seed{seed}-n{n}.png"
-    path = save_picture(out, x, getattr(model, "levels", None), title=f"{n} samples, seed {seed}")
-    if path is None:
-        tensor_path = out.with_suffix(".pt")
-        torch.save(x, tensor_path)
-        return tensor_path
+    if out.is_dir():
+        raise UserError(f"The output {out} is a folder; name a file, e.g. {out / 'samples.png'}.")
+    inside = run_dir.resolve() in out.resolve().parents
+    with RunLock(run_dir, "sample") if inside else nullcontext():
+        model, info = load_with_info(run_dir, checkpoint, runtime.pick_device(device))
+        if info.get("warning"):
+            stderr_log(info["warning"])
+        from .rundir import draw
+
+        x = draw(model, n, seed)
+        path = save_picture(out, x, getattr(model, "levels", None), title=f"{n} samples, seed {seed}")
+        if path is None:
+            path = out.with_suffix(".pt")
+            buffer = io.BytesIO()
+            torch.save(x, buffer)
+            atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

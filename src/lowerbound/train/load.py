@@ -10,6 +10,7 @@ training state.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,15 +88,21 @@ def _from_run_dir(path: Path, which: Which) -> tuple[dict[str, Tensor], dict[str
     if which == "best" and (path / EXPORT).is_file():
         weights, meta = export.load(path / EXPORT)
         return weights, {**info, **meta}, path / EXPORT
-    candidates = [ckpts / BEST] if which == "best" and (ckpts / BEST).is_file() else []
-    latest = checkpoint.latest_path(ckpts) if ckpts.is_dir() else None
-    candidates += [latest] if latest is not None else []
-    if not candidates:
-        raise UserError(f"The run directory {path} holds no weights yet (no export and no checkpoint).")
-    state = checkpoint.load(candidates[0])
-    return averaged_weights(state), {**info, "step": int(state["step"])}, candidates[0]
+    if which == "best" and (ckpts / BEST).is_file():
+        state, source = checkpoint.load(ckpts / BEST), ckpts / BEST
+    else:
+        found = checkpoint.load_newest(ckpts)
+        if found is None:
+            raise UserError(f"The run directory {path} holds no weights yet (no export and no checkpoint).")
+        state, source, note = found
+        if note:  # the newest checkpoint is broken and an older one is used: the caller says so
+            info["warning"] = note
+    return averaged_weights(state), {**info, "step": int(state["step"])}, source
 
 
 def load(path: str | Path, checkpoint: Which = "best", device: str | torch.device | None = None):
     """A ready model (eval mode) from a run directory or a .safetensors export."""
-    return load_with_info(path, checkpoint, device)[0]
+    model, info = load_with_info(path, checkpoint, device)
+    if info.get("warning"):
+        warnings.warn(info["warning"], stacklevel=2)
+    return model

@@ -60,6 +60,9 @@ def check_runtime(cfg: TrainConfig, rt: runtime.Runtime) -> None:
                         f"processes ({rt.world}) so the global batch stays the same.")
     if cfg.precision == "fp16" and rt.device.type == "cpu":
         raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
+    if cfg.precision == "bf16" and rt.device.type == "cpu" and runtime.cpu_bf16() is None:
+        raise UserError("The precision bf16 on the CPU needs bfloat16 instructions (avx512_bf16, amx_bf16 "
+                        "or ARM bf16), which this CPU lacks; use fp32.")
 
 
 class _Objective(nn.Module):
@@ -262,7 +265,7 @@ class Trainer:
         reason = "steps"
         seconds = 0.0
         self.model.train()
-        with StopSignals() as signals:
+        with StopSignals() as signals, bar:  # the bar is cleared however the loop ends
             while st.step < cfg.steps:
                 t0 = time.perf_counter()
                 self.train_step()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def configure(family: str | None, layers: list[dict[str, Any]], sets: list[str],
         if family and family != stored["family"]:
             raise UserError(f"The run in {run_dir} trains {stored['family']!r}, not {family!r}.")
         cfg = resolve(stored, *layers, sets=sets)
+        _check_unchanged(stored, cfg.to_dict(), run_dir)
         return cfg, Path(run_dir)
     if not family:
         raise UserError("Name the model family to train, e.g. lowerbound train independent --data digits.")
@@ -81,6 +83,33 @@ def configure(family: str | None, layers: list[dict[str, Any]], sets: list[str],
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = f"runs/{family}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', cfg.data)}-{stamp}"
     return cfg, Path(run_dir)
+
+
+# what the weights and the split are made of: a resumed run cannot change it
+FIXED_ON_RESUME = ("family", "data", "data_options", "model", "seed", "valid_fraction")
+
+
+def _leaves(d: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_leaves(v, f"{prefix}.{k}"))
+    return out
+
+
+def _check_unchanged(stored: dict[str, Any], new: dict[str, Any], run_dir) -> None:
+    """Refuse, naming the option, a resume that changes the model or the data its checkpoint was
+    trained with (the weights would not fit, or the split would differ)."""
+    for key in FIXED_ON_RESUME:
+        if key not in stored:
+            continue
+        old, now = _leaves(stored[key], key), _leaves(new.get(key), key)
+        for name in sorted(set(old) | set(now)):
+            if old.get(name) != now.get(name):
+                raise UserError(f"The run in {run_dir} was trained with {name}={old.get(name)!r}, so "
+                                f"--resume cannot change it to {now.get(name)!r}; start a new --run-dir "
+                                f"for other model or data options.")
 
 
 def _agree(rt: runtime.Runtime, fn) -> Any:
@@ -96,37 +125,47 @@ def _agree(rt: runtime.Runtime, fn) -> Any:
 
 
 def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or fit) cfg.family on cfg.data in run_dir; returns the final result (rank 0)."""
+    """Train (or fit) cfg.family on cfg.data in run_dir; returns the final result (rank 0).  Rank 0
+    holds the run directory's lock from before its first write until the report is written."""
     rt = runtime.setup(cfg.device)
-    try:
-        run_dir = Path(_agree(rt, lambda: str(run_dir)))
-        if not resume:
-            _agree(rt, lambda: RunDir.check_new(run_dir))
-        dataset = load_dataset(cfg)
-        torch.manual_seed(runtime.derive_seed(cfg.seed, "init"))
-        model = registry.build(cfg.family, cfg.model, dataset.levels, dataset.shape)
-        resolved = {**cfg.to_dict(), "model": _model_options(model, cfg),
-                    "layout": {"levels": dataset.levels, "shape": list(dataset.shape)}}
-        if model.fit_mode != "fit":
-            check_runtime(cfg, rt)
-        files = RunDir(run_dir, cfg.keep, cfg.num_samples) if rt.is_main else None
-        if files is not None and not resume:
-            files.create(resolved)
-        if rt.is_main and runtime.flush_denormals(rt.device):
-            stderr_log("denormal floats are flushed to zero on the CPU (torch.set_flush_denormal), "
-                       "which keeps small models from slowing down as weights shrink.")
-        train_x, valid_x = split_train_valid(dataset.train, cfg.valid_fraction, cfg.seed)
-        if model.fit_mode == "fit":
-            fitted = _fit(model, train_x, valid_x, rt, progress)
-            info = {"steps": 0, "stopped": "fitted", "fit": fitted, "selected": "fitted"}
-        else:
-            info = _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress,
-                                   train_for_epoch(dataset, cfg), dataset)
-    finally:
-        runtime.teardown(rt)
-    if not rt.is_main:
-        return {}
-    return finish(cfg, rt, model, dataset, train_x, valid_x, files, info, progress)
+    with ExitStack() as hold:
+        try:
+            run_dir = Path(_agree(rt, lambda: str(run_dir)))
+            if not resume:
+                _agree(rt, lambda: RunDir.check_new(run_dir))
+            dataset = load_dataset(cfg)
+            torch.manual_seed(runtime.derive_seed(cfg.seed, "init"))
+            model = registry.build(cfg.family, cfg.model, dataset.levels, dataset.shape)
+            resolved = {**cfg.to_dict(), "model": _model_options(model, cfg),
+                        "layout": {"levels": dataset.levels, "shape": list(dataset.shape)}}
+            if model.fit_mode != "fit":
+                check_runtime(cfg, rt)
+            files = RunDir(run_dir, cfg.keep, cfg.num_samples) if rt.is_main else None
+            _agree(rt, lambda: _open(files, hold, resume, resolved))
+            if rt.is_main and cfg.precision == "bf16" and rt.device.type == "cpu":
+                stderr_log(f"training under bf16 autocast on the CPU ({runtime.cpu_bf16()} instructions).")
+            if rt.is_main and runtime.flush_denormals(rt.device):
+                stderr_log("denormal floats are flushed to zero on the CPU (torch.set_flush_denormal), "
+                           "which keeps small models from slowing down as weights shrink.")
+            train_x, valid_x = split_train_valid(dataset.train, cfg.valid_fraction, cfg.seed)
+            if model.fit_mode == "fit":
+                fitted = _fit(model, train_x, valid_x, rt, progress)
+                info = {"steps": 0, "stopped": "fitted", "fit": fitted, "selected": "fitted"}
+            else:
+                info = _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, progress,
+                                       train_for_epoch(dataset, cfg), dataset)
+        finally:
+            runtime.teardown(rt)
+        if not rt.is_main:
+            return {}
+        return finish(cfg, rt, model, dataset, train_x, valid_x, files, info, progress)
+
+
+def _open(files: RunDir, hold: ExitStack, resume: bool, resolved: dict[str, Any]) -> None:
+    """Rank 0: lock (and for a new run make) the run directory; `hold` releases the lock at the end."""
+    hold.enter_context(files.open(resume=resume))
+    if not resume:
+        files.create(resolved)
 
 
 def _model_options(model, cfg: TrainConfig) -> dict[str, Any]:
@@ -150,9 +189,12 @@ def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, pr
     trainer = Trainer(cfg, rt, model, train_x, valid_x if len(valid_x) else None, files, progress=progress,
                       resample=resample, **validation)
     if resume:  # every process reads the same state (the run directory must be shared)
-        ckpts = run_dir / "checkpoints"
-        if checkpoint.latest_path(ckpts) is not None:  # else: stopped before its first checkpoint
-            trainer.state.load_state_dict(checkpoint.load_latest(ckpts, map_location=rt.device))
+        found = checkpoint.load_newest(run_dir / "checkpoints", map_location=rt.device)
+        if found is not None:  # else: stopped before its first checkpoint
+            state, _, note = found
+            if note and rt.is_main:
+                stderr_log(note)
+            _load_state(trainer, state, run_dir)
         if files is not None:
             files.metrics.truncate_after(trainer.state.step)
             stderr_log(f"resuming at step {trainer.state.step} of {cfg.steps}.")
@@ -160,7 +202,7 @@ def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, pr
     st = trainer.state
     if reason in ("SIGINT", "SIGTERM", "signal"):
         code = 130 if reason == "SIGINT" else 143
-        where = files.path if files is not None else "the run directory"
+        where = run_dir  # every rank knows it (only rank 0 has `files`)
         raise Stopped(f"stopped by {reason} at step {st.step}; the training state is saved. Resume "
                       f"with: lowerbound train --resume --run-dir {where}", code)
     return {"steps": st.step, "stopped": reason, "best_step": st.best_step,
@@ -169,13 +211,24 @@ def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, pr
             "train_seconds": st.elapsed, "last_valid_terms": trainer.last_valid_terms}
 
 
+def _load_state(trainer: Trainer, state: dict[str, Any], run_dir: Path) -> None:
+    try:
+        trainer.state.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError) as e:  # written by another version or another model
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"The training state in {run_dir} does not fit this model and its options "
+                        f"({reason}).") from None
+
+
 def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progress) -> dict[str, Any]:
     """Select the weights (best validation unless none), export, score every split, write the report."""
     model.to(rt.device)
     best = files.ckpt_dir / BEST
     if model.fit_mode != "fit":
-        chosen = best if best.is_file() else checkpoint.latest_path(files.ckpt_dir)
-        state = checkpoint.load(chosen, map_location=rt.device)
+        if best.is_file():
+            chosen, state = best, checkpoint.load(best, map_location=rt.device)
+        else:
+            state, chosen, _ = checkpoint.load_newest(files.ckpt_dir, map_location=rt.device)
         model.load_state_dict(averaged_weights(state))
         info["selected"] = f"{'best validation' if chosen == best else 'last'}, step {state['step']}"
     model.eval()

@@ -8,6 +8,8 @@
     DIR/report.md + *.png    written at the end
 
 A new run refuses a directory that already holds files; `--resume` requires one that holds a run.
+Whoever writes into a run directory holds its lock (io/lock.py) for as long as it writes, so two
+trainings never share one; under the lock, temporaries left by a killed write are removed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from ..io import checkpoint, metrics
+from ..io.files import WriteError, atomic_write_text, os_error_sentence, remove_temporaries
+from ..io.lock import NAMES as LOCK_NAMES
+from ..io.lock import RunLock
 from . import runtime
 
 CONFIG = "config.json"
@@ -35,13 +40,17 @@ def read_config(folder: Path) -> dict[str, Any]:
     """The stored config of a run directory; one UserError sentence when it is not one."""
     folder = Path(folder)
     path = folder / CONFIG
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"The path {folder} is a file, not a run directory.")
     if not folder.is_dir():
         raise UserError(f"The run directory {folder} does not exist.")
     if not path.is_file():
         raise UserError(f"The folder {folder} is not a lowerbound run directory (it has no {CONFIG}).")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise UserError(os_error_sentence(e, path, "read")) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise UserError(f"The file {path} is not valid JSON.") from None
     if not isinstance(data, dict) or "family" not in data:
         raise UserError(f"The file {path} is not a lowerbound run config.")
@@ -60,16 +69,55 @@ class RunDir:
 
     @staticmethod
     def check_new(path: Path) -> None:
-        """Refuse a directory that already holds anything (nothing is ever overwritten)."""
+        """Refuse a path that is a file, lies under a file, or holds anything (nothing is ever
+        overwritten); writes nothing."""
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        for above in [path, *path.parents]:
+            if above.exists():
+                if not above.is_dir():
+                    where = "is a file" if above == path else f"lies under {above}, which is a file"
+                    raise UserError(f"The run directory {path} {where}, not a folder; choose another "
+                                    f"--run-dir.")
+                break
+        busy = RunLock(path).busy() if path.is_dir() else None
+        if busy:
+            raise UserError(busy)
+        if path.is_dir() and any(p.name not in LOCK_NAMES for p in path.iterdir()):
             raise UserError(f"The run directory {path} is not empty; pass --resume to continue the run "
                             f"in it, or choose another --run-dir.")
 
+    def open(self, *, resume: bool) -> RunLock:
+        """Make the directory (a new run), take its lock for the run's life and clear temporaries
+        that killed writes left; returns the held lock.  A new run re-checks emptiness under the lock,
+        so of two runs started at once in one new directory only the first goes on."""
+        if not resume:
+            self.check_new(self.path)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(os_error_sentence(e, self.path, "create the run directory")) from None
+        lock = RunLock(self.path, "train --resume" if resume else "train").acquire()
+        try:
+            if not resume:
+                self.check_new(self.path)
+            note = lock.takeover_note()
+            if note:
+                stderr_log(note)
+            stale = [*remove_temporaries(self.path), *remove_temporaries(self.ckpt_dir)]
+            if stale:
+                stderr_log(f"removed {len(stale)} temporary file(s) left by an interrupted write "
+                           f"({', '.join(p.name for p in stale[:3])}).")
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
     def create(self, config: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "samples").mkdir(exist_ok=True)
-        checkpoint.atomic_write_text(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        try:
+            (self.path / "samples").mkdir(exist_ok=True)
+        except OSError as e:
+            raise UserError(os_error_sentence(e, self.path / "samples", "create")) from None
+        atomic_write_text(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     # ------------------------------------------------------------------ used by the loop
     @property
@@ -80,10 +128,26 @@ class RunDir:
         self.metrics.write(row)
 
     def save_checkpoint(self, state: dict[str, Any], *, best: bool) -> None:
-        if best:
-            checkpoint.save(self.ckpt_dir, state, name=BEST, move_latest=False)
-        else:
-            checkpoint.save(self.ckpt_dir, state, keep=self.keep)
+        """Write a step checkpoint (or best.pt); a failed write names the checkpoint a resume uses."""
+        try:
+            if best:
+                checkpoint.save(self.ckpt_dir, state, name=BEST, move_latest=False)
+            else:
+                checkpoint.save(self.ckpt_dir, state, keep=self.keep)
+        except WriteError as e:
+            sentence = f"{str(e)[:-1]}, at step {state['step']}; {self._resume_point()}"
+            raise WriteError(sentence, e.path) from None
+
+    def _resume_point(self) -> str:
+        """Where `--resume` would continue, for a sentence after a failed write."""
+        try:
+            last = checkpoint.latest_path(self.ckpt_dir)
+        except UserError:
+            last = None
+        if last is None or not last.is_file():
+            return "no checkpoint had been written yet."
+        return (f"the last complete checkpoint {last} is intact, and lowerbound train --resume --run-dir "
+                f"{self.path} continues from it.")
 
     def save_samples(self, step: int, model: nn.Module) -> Path | None:
         if not self.num_samples:

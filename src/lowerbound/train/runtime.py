@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import subprocess
+import sys
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -107,6 +112,28 @@ def flush_denormals(device: torch.device) -> bool:
     if device.type != "cpu":
         return False
     return bool(torch.set_flush_denormal(True))
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16() -> str | None:
+    """The CPU's bfloat16 instruction set that torch's CPU autocast uses (amx_bf16 or avx512_bf16 on
+    x86, bf16 on ARM), or None when it has none (bf16 would then be emulated, slower than fp32)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True,
+                                 text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out == "1":
+            flags.add("bf16")
+    return next((f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags), None)
 
 
 def mean_over_ranks(values: torch.Tensor, rt: Runtime) -> torch.Tensor:

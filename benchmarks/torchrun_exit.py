@@ -1,0 +1,91 @@
+"""Does a 2-process CPU torchrun training exit cleanly?  (issue 14: rank 1 sometimes aborted with
+"terminate called without an active exception", SIGABRT, after training had finished.)
+
+Runs the issue's command N times, each in a fresh run directory, and counts the runs whose torchrun
+exit status is not 0 and the runs whose output holds the C++ abort message.  The failure rate is a
+binomial proportion: its standard error sqrt(p (1 - p) / N) is printed beside it, and with 0
+failures in N runs the one-sided 95% upper bound 3 / N (the rule of three).  CPU-heavy: run it
+under the benchmark lock.
+
+    flock /work/bench.lock python benchmarks/torchrun_exit.py [--runs 20] [--label after]
+        [--out benchmarks/results/torchrun_exit.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ABORT = "terminate called without an active exception"
+TRAIN = ["train", "vae", "--data", "digits", "--steps", "20", "--checkpoint-every", "10",
+         "--batch-size", "32", "--device", "cpu"]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def one_run(folder: Path, i: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "lowerbound", *TRAIN, "--run-dir", str(folder / f"run{i}")]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    text = out.stdout + out.stderr
+    return {"returncode": out.returncode, "abort_message": ABORT in text,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "tail": text[-600:] if out.returncode else ""}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--label", default="current")
+    p.add_argument("--out", default="benchmarks/results/torchrun_exit.json")
+    args = p.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            r = one_run(Path(tmp), i)
+            runs.append(r)
+            print(f"run {i + 1:2d}/{args.runs}: exit {r['returncode']}, abort message "
+                  f"{'yes' if r['abort_message'] else 'no'}, {r['seconds']} s", flush=True)
+    n = len(runs)
+    failed = sum(r["returncode"] != 0 for r in runs)
+    aborted = sum(r["abort_message"] for r in runs)
+    rate = failed / n
+    result = {"label": args.label, "command": "torchrun --standalone --nproc_per_node=2 -m lowerbound "
+              + " ".join(TRAIN), "runs": n, "failed": failed, "abort_messages": aborted,
+              "failure_rate": rate, "stderr": math.sqrt(rate * (1 - rate) / n),
+              "upper95_if_none": 3 / n if failed == 0 else None,
+              "median_seconds": sorted(r["seconds"] for r in runs)[n // 2],
+              "loadavg": os.getloadavg(), "cpu": cpu_model(),
+              "failures": [r for r in runs if r["returncode"]]}
+    print("\n| label | runs | failed | abort message | failure rate +- stderr | median s | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {args.label} | {n} | {failed} | {aborted} | {rate:.2f} +- {result['stderr']:.2f} | "
+          f"{result['median_seconds']} | {', '.join(f'{x:.2f}' for x in result['loadavg'])} |")
+    print(f"cpu: {result['cpu']}")
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    previous[args.label] = result
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(previous, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
