@@ -8,7 +8,11 @@ failures in N runs the one-sided 95% upper bound 3 / N (the rule of three).  CPU
 under the benchmark lock.
 
     flock /work/bench.lock python benchmarks/torchrun_exit.py [--runs 20] [--label after]
-        [--out benchmarks/results/torchrun_exit.json]
+        [--competitors 0] [--out benchmarks/results/torchrun_exit.json]
+
+`--competitors N` runs N busy-looping processes beside it (the failure was seen on a loaded machine).
+A worker that aborts leaves a core file (the core size limit is lifted for the runs); the script
+prints the aborting thread's backtrace from it with gdb, when gdb is installed, and deletes the core.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import json
 import math
 import os
 import platform
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,36 +45,66 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _allow_cores() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def backtrace(core: Path) -> str:
+    """The backtraces of every thread of a core file (gdb), or '' without gdb."""
+    if shutil.which("gdb") is None:
+        return ""
+    out = subprocess.run(["gdb", "-batch", "-ex", "thread apply all bt 25", sys.executable, str(core)],
+                         capture_output=True, text=True, timeout=300)
+    return out.stdout[-20000:]
+
+
 def one_run(folder: Path, i: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cwd = folder / f"cwd{i}"
+    cwd.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "lowerbound", *TRAIN, "--run-dir", str(folder / f"run{i}")]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd,
+                         preexec_fn=_allow_cores)
     text = out.stdout + out.stderr
+    cores = sorted(cwd.glob("core*"))
+    trace = backtrace(cores[0]) if cores else ""
+    for core in cores:
+        core.unlink()
     return {"returncode": out.returncode, "abort_message": ABORT in text,
             "seconds": round(time.perf_counter() - t0, 2),
-            "tail": text[-600:] if out.returncode else ""}
+            "tail": text[-1500:] if out.returncode else "", "backtrace": trace}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--label", default="current")
+    p.add_argument("--competitors", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results/torchrun_exit.json")
     args = p.parse_args()
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            r = one_run(Path(tmp), i)
-            runs.append(r)
-            print(f"run {i + 1:2d}/{args.runs}: exit {r['returncode']}, abort message "
-                  f"{'yes' if r['abort_message'] else 'no'}, {r['seconds']} s", flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.competitors)]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(args.runs):
+                r = one_run(Path(tmp), i)
+                runs.append(r)
+                print(f"run {i + 1:2d}/{args.runs}: exit {r['returncode']}, abort message "
+                      f"{'yes' if r['abort_message'] else 'no'}, {r['seconds']} s", flush=True)
+                if r["returncode"]:
+                    print(r["tail"], r["backtrace"], sep="\n", flush=True)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
     n = len(runs)
     failed = sum(r["returncode"] != 0 for r in runs)
     aborted = sum(r["abort_message"] for r in runs)
     rate = failed / n
-    result = {"label": args.label, "command": "torchrun --standalone --nproc_per_node=2 -m lowerbound "
+    result = {"label": args.label, "competitors": args.competitors,
+              "command": "torchrun --standalone --nproc_per_node=2 -m lowerbound "
               + " ".join(TRAIN), "runs": n, "failed": failed, "abort_messages": aborted,
               "failure_rate": rate, "stderr": math.sqrt(rate * (1 - rate) / n),
               "upper95_if_none": 3 / n if failed == 0 else None,

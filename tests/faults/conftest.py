@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 
 from lowerbound.cli import main
 from lowerbound.io import checkpoint
@@ -17,6 +18,14 @@ LOG_EVERY = 10
 TRAIN = ["train", "vae", "--data", "digits", "--batch-size", "32", "--eval-every", "10", "--checkpoint-every",
          "10", "--keep", "3", "--set", "num_samples=0", "--set", "model.hidden=[32]",
          "--set", "model.latent_dim=4"]
+
+
+@pytest.fixture(autouse=True)
+def restore_denormals():
+    """Training in-process flushes denormal floats to zero (a process-wide CPU flag); later test
+    modules (hypothesis' float strategies) need IEEE subnormals back."""
+    yield
+    torch.set_flush_denormal(False)
 
 
 def one_sentence(err: str) -> str:
