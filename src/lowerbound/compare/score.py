@@ -27,10 +27,8 @@ from ..io import metrics as metrics_io
 from ..train import runtime
 from ..train.load import load_with_info
 from ..train.report import plain
-from ..train.run import load_dataset, stored_config
+from ..train.run import load_dataset, scoring_seed, stored_config
 from ..train.rundir import draw
-
-EVAL_SEED = 0
 
 
 def weights_stamp(run_dir: Path) -> list[int] | None:
@@ -54,9 +52,10 @@ def metric_of(result: dict[str, Any]) -> tuple[str, float, float]:
 
 def score_test(model, dataset, cfg, *, estimator: str | None = None, samples: int | None = None,
                device=None, progress: bool = False) -> dict[str, Any]:
-    """The run's bound on the data set's test split (eval room), as a plain dict."""
+    """The run's bound on the data set's test split (eval room), as a plain dict; the same Monte Carlo
+    draws as the run's report.md and `lowerbound eval`, so all three agree."""
     res = evaluation.likelihood(model, dataset, "test", estimator=estimator, samples=samples,
-                                batch_size=cfg.eval_batch_size, seed=runtime.derive_seed(EVAL_SEED, "eval"),
+                                batch_size=cfg.eval_batch_size, seed=scoring_seed(cfg),
                                 progress=progress, device=device)
     return res.to_dict()
 

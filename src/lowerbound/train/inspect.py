@@ -23,7 +23,7 @@ from ..io.files import atomic_write_bytes
 from ..io.lock import RunLock
 from . import runtime
 from .load import load_with_info
-from .run import load_dataset, split_train_valid, stored_config
+from .run import load_dataset, scoring_seed, split_train_valid, stored_config
 from .rundir import read_config, save_picture, stderr_log
 from .scoring import summarize_split
 
@@ -69,7 +69,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
         samples_for_metrics = samples_for_metrics or IMPLICIT_SAMPLES
     else:
         result = summarize_split(model, dataset, split, x, batch_size=batch_size or cfg.eval_batch_size,
-                                 seed=runtime.derive_seed(cfg.seed, "final") if seed is None
+                                 seed=scoring_seed(cfg) if seed is None
                                  else runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
                                  samples=samples, progress=progress)
     if samples_for_metrics:

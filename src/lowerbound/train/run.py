@@ -249,6 +249,12 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
             "diagnostics": info.get("diagnostics", {})}
 
 
+def scoring_seed(cfg: TrainConfig) -> int:
+    """The seed of the Monte Carlo draws of a run's final scores: report.md, `lowerbound eval` by
+    default and compare all use it, so they print the same number for the same weights."""
+    return runtime.derive_seed(cfg.seed, "final")
+
+
 def score_splits(cfg, rt, model, dataset, train_x, valid_x, progress) -> dict[str, dict[str, Any]]:
     """Bound on train (a subset as large as the test set), validation and test; the test split is
     scored as the data set's own, the others as parts of train (the truth, if known, gives each its
@@ -259,7 +265,7 @@ def score_splits(cfg, rt, model, dataset, train_x, valid_x, progress) -> dict[st
 
     n = min(len(train_x), len(dataset.test))
     splits = {"train": train_x[:n], "valid": valid_x, "test": None}
-    seed = runtime.derive_seed(cfg.seed, "final")
+    seed = scoring_seed(cfg)
     cheap = getattr(model, "validation_estimator", (None, None))
     out = {}
     for name, x in splits.items():
@@ -282,5 +288,5 @@ def stored_config(run_dir: Path) -> TrainConfig:
     return resolve(stored)
 
 
-__all__ = ["SCHEMA", "Stopped", "configure", "finish", "load_dataset", "split_train_valid", "stored_config",
-           "train", "train_for_epoch"]
+__all__ = ["SCHEMA", "Stopped", "configure", "finish", "load_dataset", "scoring_seed", "split_train_valid",
+           "stored_config", "train", "train_for_epoch"]
