@@ -236,13 +236,15 @@ def _add_compare(sub) -> None:
     p.add_argument("--no-tight", action="store_true", help="skip the tighter estimators (IWAE-1000, ...)")
     p.add_argument("--tight-samples", type=int,
                    help="samples of the tighter estimators (default: each family's own)")
-    p.add_argument("--sample-n", type=int, default=256, help="samples drawn for sample metrics")
+    p.add_argument("--sample-n", type=int, default=64,
+                   help="samples drawn for sample metrics (default 64; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(run=_run_compare)
 
 
 def _run_compare(args) -> int:
     from .compare import CompareConfig, compare, entries_for
+    from .train.run import Stopped
 
     entries = [] if args.families.strip() == "none" else entries_for(args.families, args.data)
     cfg = CompareConfig(out=args.out, data=args.data, entries=entries, minutes=args.minutes, seeds=args.seeds,
@@ -250,7 +252,11 @@ def _run_compare(args) -> int:
                         tight_samples=args.tight_samples,
                         sample_n=args.sample_n,
                         progress=not args.no_progress)
-    result = compare(cfg)
+    try:
+        result = compare(cfg)
+    except Stopped as e:
+        print(f"lowerbound: {e}; rerun the same compare command to continue.", file=sys.stderr)
+        return e.code
     print(result["paths"]["md"])
     print(result["paths"]["html"])
     return 0

@@ -6,7 +6,7 @@ when there are several), its estimator and whether it is exact, the tighter esti
 terms, parameters, training throughput, wall-clock seconds, steps, and sample metrics where the
 eval room computed them.  Pictures: bits/dim as stacked terms with error bars (io.bars), every
 run's validation bound against its training clock on one plot (io.curves), one sample grid per
-entry (each run's own samples/*.png).  The HTML page inlines all of it (io.html).
+entry (each run's own samples/*.png, copied to OUT/samples/).  The HTML page inlines all of it (io.html).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..io import html as html_io
 from ..io.bars import Bar, plot_bars
-from ..io.checkpoint import atomic_write_text
+from ..io.checkpoint import atomic_write_bytes, atomic_write_text
 from ..io.curves import plot_xy
 from .score import validation_curve
 
@@ -149,7 +149,7 @@ def write_all(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]],
     """Write compare.json, compare.md (+ bars.png, curves.png) and compare.html; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     figures = plots(out, rows, records)
-    gallery = [(r["name"], Path(r["samples_png"])) for r in rows if r.get("samples_png")]
+    gallery = [(r["name"], _copy_grid(out, r)) for r in rows if r.get("samples_png")]
     paths = {"json": out / "compare.json", "md": out / "compare.md", "html": out / "compare.html"}
     atomic_write_text(paths["json"], json.dumps({**meta, "runs": records, "entries": rows}, indent=2) + "\n")
     atomic_write_text(paths["md"], markdown(meta, rows, figures, gallery, out))
@@ -158,6 +158,15 @@ def write_all(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]],
                         gallery=gallery, notes=meta.get("notes", []))
     html_io.write(paths["html"], page)
     return paths
+
+
+def _copy_grid(out: Path, row: dict[str, Any]) -> Path:
+    """The entry's sample grid copied to OUT/samples/NAME.png, so that the comparison's own files
+    (compare.md and its pictures) can be kept or committed without the run directories."""
+    path = out / "samples" / f"{row['name']}.png"
+    data = Path(row["samples_png"]).read_bytes()
+    atomic_write_bytes(path, lambda f: f.write(data))
+    return path
 
 
 def markdown(meta, rows, figures, gallery, out: Path) -> str:

@@ -63,7 +63,7 @@ def score_test(model, dataset, cfg, *, estimator: str | None = None, samples: in
 def sample_metrics(model, dataset, n: int) -> dict[str, Any] | None:
     """`lowerbound.eval.sample_quality` of n fixed-seed samples, or None where the eval room has none."""
     quality = getattr(evaluation, "sample_quality", None)
-    if quality is None or not hasattr(model, "sample"):
+    if quality is None or n == 0 or not hasattr(model, "sample"):
         return None
     return plain(quality(draw(model, n), dataset, split="test"))
 
@@ -119,6 +119,8 @@ def score_run(run_dir: Path, *, name: str, tight: bool, sample_n: int, cache: di
     if record["wall_seconds"] is None:  # fitted models: the fit's own clock, else the training call's
         record["wall_seconds"] = cache.get("fit_seconds")
     chosen = getattr(model, "tight_estimator", None) if tight else None
+    if chosen is not None and chosen[0] not in model.estimators:  # e.g. a flow on continuous data: exact
+        chosen = None
     if chosen is not None and tight_samples is not None:
         chosen = (chosen[0], tight_samples)
     record.update(_likelihood_part(model, dataset, cfg, cache, chosen, dev, progress))
@@ -132,7 +134,7 @@ def score_run(run_dir: Path, *, name: str, tight: bool, sample_n: int, cache: di
 def _likelihood_part(model, dataset, cfg, cache, chosen, dev, progress) -> dict[str, Any]:
     if not getattr(model, "has_likelihood", True):
         return {"metric": None, "value": None, "stderr": None, "estimator": "no likelihood", "exact": False,
-                "terms": {}, "unit": None, "tight": None, "kl_to_truth": None}
+                "terms": {}, "unit": None, "tight": None, "kl_to_truth": None, "bound": None}
     if "default" not in cache:
         cache["default"] = score_test(model, dataset, cfg, device=dev, progress=progress)
     result = cache["default"]
@@ -140,7 +142,7 @@ def _likelihood_part(model, dataset, cfg, cache, chosen, dev, progress) -> dict[
     out = {"metric": metric, "value": value, "stderr": stderr, "estimator": result["estimator"],
            "exact": result["exact"], "unit": result["unit"], "kl_to_truth": result.get("kl_to_truth"),
            "terms": {k: v["value"] for k, v in result["terms"].items()}, "tight": None,
-           "bits_per_dim": result.get("bits_per_dim")}
+           "bound": _bound(result)}
     if chosen is not None:
         key = f"tight:{chosen[0]}:{chosen[1]}"
         if key not in cache:
@@ -149,9 +151,18 @@ def _likelihood_part(model, dataset, cfg, cache, chosen, dev, progress) -> dict[
         t = cache[key]
         _, t_value, t_stderr = metric_of(t)
         out["tight"] = {"estimator": t["estimator"], "value": t_value, "stderr": t_stderr,
-                        "exact": t["exact"],
+                        "exact": t["exact"], "bound": _bound(t),
                         "terms": {k: v["value"] for k, v in t["terms"].items()}}
     return out
+
+
+def _bound(result: dict[str, Any]) -> dict[str, Any]:
+    """The bound itself in its unit (bits/dim or nats per example), whatever the headline metric,
+    with the share of its stderr due to the estimator's own randomness."""
+    key = "bits_per_dim" if "bits_per_dim" in result else "nats"
+    return {"value": result[key],
+            "stderr": result["stderr"], "unit": result["unit"],
+            "estimator_stderr": result.get("estimator_stderr")}
 
 
 def samples_png(run_dir: Path) -> str | None:

@@ -114,6 +114,7 @@ class Flow(GenerativeModel):
 
     family = "flow"
     estimators = ("dequantization", "iw")
+    tight_estimator = ("iw", None)  # importance-weighted dequantization (Ho et al. 2019), iw_samples draws
 
     def __init__(self, config: FlowConfig, levels: int | None, shape: tuple[int, ...]):
         super().__init__(levels=levels, shape=shape, config=config)
