@@ -34,7 +34,7 @@ def parser(doc: str, minutes: float, name: str) -> argparse.ArgumentParser:
                     help=f"training budget per model (default {minutes})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None,
-                    help=f"run directories (default runs/benchmarks/{name}-<minutes>min)")
+                    help=f"parent of the run directories (default runs/benchmarks/, as {name}-<minutes>min)")
     ap.add_argument("--json", default=str(RESULTS / f"{name}.json"), help="where the result JSON goes")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a model option of every entry, e.g. --set dropout=0.2 (JSON values)")
@@ -75,7 +75,7 @@ def run(name: str, entries: list[Entry], args, *, data: str = "digits", data_opt
     Benchmarks of bounds skip sample metrics unless asked (sample_n > 0): an iterative sampler pays
     T network calls per sample."""
     torch.set_num_threads(args.threads)
-    out = args.out or str(RUNS / f"{name}-{args.minutes:g}min")
+    out = str(Path(args.out) / name) if args.out else str(RUNS / f"{name}-{args.minutes:g}min")
     cfg = CompareConfig(out=out, data=data, data_options=data_options or {}, entries=entries,
                         minutes=args.minutes, tight_samples=tight_samples, sample_n=sample_n)
     start = time.perf_counter()

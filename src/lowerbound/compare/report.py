@@ -109,7 +109,8 @@ def plots(out: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]) 
     bars = [Bar(r["name"], r["value"], r.get("stderr") or 0.0, r.get("terms", {}) if stack else {},
                 (r["tight"]["value"], r["tight"]["stderr"] or 0.0, r["tight"]["estimator"])
                 if r.get("tight") else None) for r in rows]
-    figures = [(f"Test {metric}: the default estimator's terms stacked, the error bar its standard error; "
+    what = "the default estimator's terms stacked" if stack else "the default estimator"
+    figures = [(f"Test {metric}: {what}, the error bar its standard error; "
                 "diamonds: the tighter estimator of the same weights.",
                 plot_bars(out / "bars.png", bars, ylabel=metric, title=f"test {metric}"))]
     series, unit = {}, ""
