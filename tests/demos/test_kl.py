@@ -46,9 +46,11 @@ def test_reverse_fit_sits_on_one_mode(res):
     assert abs(r["std"] - 1) < 0.1
     assert r["kl_reverse"] == pytest.approx(math.log(2), abs=0.02)  # one of two equal modes
     assert r["entropy"] == pytest.approx(math.log(r["std"]) + 0.5 * math.log(2 * math.pi * math.e), abs=1e-12)
+    # KL and cross-entropy share their draws z ~ q, so KL - (cross-entropy - exact entropy) is the Monte
+    # Carlo error of the entropy alone: mean of -log q(z) has variance Var(eps^2 / 2) / n = 1 / (2 n)
+    # (a closed-form stderr: prob.kl withholds KL(q || p)'s own here, its draws being heavy-tailed)
     split = r["cross_entropy"] - r["entropy"]
-    se = r["stderr"]
-    assert abs(r["kl_reverse"] - split) <= 4 * math.hypot(se["kl_reverse"], se["cross_entropy"])
+    assert abs(r["kl_reverse"] - split) <= 4 * math.sqrt(0.5 / 20_000)
 
 
 def test_kl_is_not_symmetric_and_each_fit_wins_its_own_direction(res):

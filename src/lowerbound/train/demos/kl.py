@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from ...errors import UserError
 from ...io.panels import Kind, Panel, Series, plot_panels
 from ...prob import cross_entropy, draw, entropy, kl_divergence
+from ...prob.kl import TailWarning
 from .registry import add_option, begin, check_config, register, write_plot
 
 
@@ -70,7 +72,9 @@ def _objective(direction: str, p: D.Distribution, q: D.Distribution, n: int, see
     with the same seed): differentiable in q's parameters."""
     g = torch.Generator().manual_seed(seed)
     a, b = (p, q) if direction == "forward" else (q, p)
-    return kl_divergence(a, b, method="mc", num_samples=n, generator=g).value
+    with warnings.catch_warnings():  # only the value drives the step: its error bar is not used here
+        warnings.simplefilter("ignore", TailWarning)
+        return kl_divergence(a, b, method="mc", num_samples=n, generator=g).value
 
 
 def _fit(direction: str, p, cfg: KLDemoConfig, seed: int, progress: bool) -> tuple[float, float, list[float]]:
@@ -99,21 +103,34 @@ def _report(direction: str, p, q: D.Normal, n: int, seed: int) -> dict:
     def gen(k: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed + k)
 
-    est = {
-        "kl_forward": kl_divergence(p, q, method="mc", num_samples=n, generator=gen(1)),
-        "kl_reverse": kl_divergence(q, p, method="mc", num_samples=n, generator=gen(2)),
-    }
-    if direction == "forward":
-        est["cross_entropy"] = cross_entropy(p, q, method="mc", num_samples=n, generator=gen(1))
-        est["entropy"] = entropy(p, method="mc", num_samples=n, generator=gen(1))
-    else:
-        est["cross_entropy"] = cross_entropy(q, p, method="mc", num_samples=n, generator=gen(2))
-        est["entropy"] = entropy(q)  # closed form: log s + log(2 pi e) / 2
+    with warnings.catch_warnings():  # a heavy tail shows as "no stderr" in the explanation instead
+        warnings.simplefilter("ignore", TailWarning)
+        est = {
+            "kl_forward": kl_divergence(p, q, method="mc", num_samples=n, generator=gen(1)),
+            "kl_reverse": kl_divergence(q, p, method="mc", num_samples=n, generator=gen(2)),
+        }
+        if direction == "forward":
+            est["cross_entropy"] = cross_entropy(p, q, method="mc", num_samples=n, generator=gen(1))
+            est["entropy"] = entropy(p, method="mc", num_samples=n, generator=gen(1))
+        else:
+            est["cross_entropy"] = cross_entropy(q, p, method="mc", num_samples=n, generator=gen(2))
+            est["entropy"] = entropy(q)  # closed form: log s + log(2 pi e) / 2
     out = {"objective": "KL(p || q)" if direction == "forward" else "KL(q || p)",
            "mean": q.loc.item(), "std": q.scale.item()}
     out.update({k: e.item() for k, e in est.items()})
     out["stderr"] = {k: e.stderr.item() for k, e in est.items()}
     return out
+
+
+def _pm(fit: dict, key: str) -> str:
+    """value +- stderr; a closed form says so, and so does an estimate whose draws are too heavy-tailed
+    for an interval (prob.kl reports its stderr as inf: Pareto k-hat > 1/2)."""
+    value, se = fit[key], fit["stderr"][key]
+    if se == 0:
+        return f"{value:.4f} (closed form)"
+    if not math.isfinite(se):
+        return f"{value:.4f} (no stderr: heavy-tailed draws)"
+    return f"{value:.4f} +- {se:.4f}"
 
 
 def _explain(res: dict, cfg: KLDemoConfig, out: TextIO) -> None:
@@ -124,18 +141,15 @@ def _explain(res: dict, cfg: KLDemoConfig, out: TextIO) -> None:
     for name, fit, why in (("forward KL(p || q)", f, f"mass-covering; optimum m = 0, s = sqrt(1 + a^2) = "
                             f"{math.sqrt(1 + a * a):.4f}"),
                            ("reverse KL(q || p)", r, "mode-seeking; optimum on one mode, s close to 1")):
-        se = fit["stderr"]
         print(f"\n{name}: {why}", file=out)
         print(f"  fitted q = N({fit['mean']:.4f}, {fit['std']:.4f}^2)", file=out)
         if "sample_mean" in fit:
             print(f"  mean and std of the {cfg.samples} draws it was fitted on: {fit['sample_mean']:.4f}, "
                   f"{fit['sample_std']:.4f} (maximum likelihood matches moments)", file=out)
-        print(f"  KL(p || q) = {fit['kl_forward']:.4f} +- {se['kl_forward']:.4f}   "
-              f"KL(q || p) = {fit['kl_reverse']:.4f} +- {se['kl_reverse']:.4f} nats: not the same number",
-              file=out)
-        entropy = f"{fit['entropy']:.4f} " + (f"+- {se['entropy']:.4f}" if se["entropy"] else "(closed form)")
-        print(f"  split of {fit['objective']}: cross-entropy {fit['cross_entropy']:.4f} +- "
-              f"{se['cross_entropy']:.4f} - entropy {entropy}", file=out)
+        print(f"  KL(p || q) = {_pm(fit, 'kl_forward')}   KL(q || p) = {_pm(fit, 'kl_reverse')} nats: "
+              "not the same number", file=out)
+        print(f"  split of {fit['objective']}: cross-entropy {_pm(fit, 'cross_entropy')} - entropy "
+              f"{_pm(fit, 'entropy')}", file=out)
     h_wide = _normal_entropy(f["std"])
     print(f"\nThe reverse objective H(q, p) - H(q): its entropy term pulls q wide (the forward fit's wide q "
           f"has H(q) = {h_wide:.3f} against {r['entropy']:.3f}),\nits cross-entropy term pulls q onto one "
