@@ -90,6 +90,17 @@ def _run_data(args) -> int:
     return 0
 
 
+def _key_values(items: list[str], flag: str) -> dict:
+    """KEY=VALUE strings -> a dict of parsed values."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} takes KEY=VALUE, got {item!r}.")
+        out[key] = _parse_value(value)
+    return out
+
+
 def _parse_value(text: str):
     """A command-line option value as int, float, bool, None or the string itself."""
     lowered = text.lower()
@@ -176,7 +187,9 @@ def _add_eval(sub) -> None:
     p.add_argument("run_dir", help="a run directory written by lowerbound train")
     p.add_argument("--split", default="test", choices=["test", "valid", "train"])
     p.add_argument("--estimator", help="bound estimator (the model's default if omitted)")
-    p.add_argument("--samples", type=int, help="samples of a stochastic estimator (e.g. IWAE k)")
+    p.add_argument("--samples", type=int, help="samples of a stochastic estimator (e.g. IWAE k, ODE probes)")
+    p.add_argument("--ode", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of --estimator ode, e.g. rtol=1e-4, solver=rk4, steps=50 (repeatable)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int, help="seed of the Monte Carlo draws (default: the run's final "
@@ -195,7 +208,8 @@ def _run_eval(args) -> int:
 
     result = evaluate_run(args.run_dir, args.split, estimator=args.estimator, samples=args.samples,
                           checkpoint=args.checkpoint, batch_size=args.batch_size, seed=args.seed,
-                          device=args.device, samples_for_metrics=args.samples_for_metrics)
+                          device=args.device, samples_for_metrics=args.samples_for_metrics,
+                          options=_key_values(args.ode, "--ode"))
     print(json.dumps(result) if args.json else text_table(result))
     return 0
 

@@ -194,3 +194,19 @@ def test_options_are_checked():
     with pytest.raises(UserError, match="dequantization"):
         ODEOptions.make({"dequantization": "none"})
     assert ODEOptions.make({"rtol": 1e-3}).tighter().name == "ode-dopri5-rtol=0.0001"
+
+
+def test_the_model_is_asked_only_between_t0_and_t1():
+    """torchdiffeq's adaptive steps overshoot the end and interpolate back; the model must not be
+    asked outside its schedule (a DDPM's log-SNR is not defined past t = 1)."""
+    seen = []
+
+    def gamma(t):
+        seen.append(t)
+        return _gamma(t)
+
+    base = gaussian_flow(torch.zeros(2, dtype=F64), 0.2 * torch.eye(2, dtype=F64))
+    flow = Flow(gamma, base.eps, 0.0, 1.0)
+    ode_bound(flow, torch.tensor([[0.3, -0.1]], dtype=F64), levels=None, probes=None, options={"check": 0})
+    t = torch.cat(seen)
+    assert t.min() >= 0.0 and t.max() <= 1.0 and t.max() == 1.0

@@ -12,11 +12,13 @@ paired: KL(p_data || p_model) <= mean_i [log p_true(x_i) + bound_i], with the st
 paired differences, several times smaller than that of NLL minus entropy (benchmarks.md, toy2d-kl).
 
 A bound's extras (per-example diagnostics outside the sum, e.g. a VAE's K-draw ELBO and the gap
-ELBO - IWAE) are reported the same way: mean and stderr over examples, in the result's unit.
+ELBO - IWAE) are reported the same way: mean and stderr over examples, in the result's unit; counts
+(COUNTS: an ODE solver's function evaluations) are reported as they are.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from ..models.base import GenerativeModel
 from ..prob.bound import Bound
 from ..prob.estimate import Estimate
 from ..prob.units import LN2
+
+COUNTS = ("nfe",)  # extras that are counts, not nats
 
 
 @dataclass
@@ -109,7 +113,7 @@ def batch_generator(seed: int, index: int, device: torch.device) -> torch.Genera
 
 
 def _check(model: GenerativeModel, dataset: Dataset, estimator: str | None, samples: int | None,
-           batch_size: int) -> None:
+           batch_size: int, options: dict | None = None) -> None:
     if not getattr(model, "has_likelihood", True):
         raise UserError(f"The {model.family} model is implicit: no likelihood, only samples.")
     if model.levels != dataset.levels or tuple(model.shape) != tuple(dataset.shape):
@@ -123,6 +127,8 @@ def _check(model: GenerativeModel, dataset: Dataset, estimator: str | None, samp
         raise UserError(f"samples must be a positive integer, got {samples!r}.")
     if batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size}.")
+    if options and "options" not in inspect.signature(model.bound).parameters:
+        raise UserError(f"The {model.family} model's estimators take no options.")
 
 
 def _mean_stderr(values: Tensor) -> tuple[float, float]:
@@ -136,16 +142,18 @@ def _mean_stderr(values: Tensor) -> tuple[float, float]:
 
 def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
                estimator: str | None = None, samples: int | None = None, batch_size: int = 256,
-               seed: int = 0, progress: bool = True, device=None, x: Tensor | None = None
-               ) -> LikelihoodResult:
+               seed: int = 0, progress: bool = True, device=None, x: Tensor | None = None,
+               options: dict | None = None) -> LikelihoodResult:
     """Evaluate model.bound on every example of dataset's split (batched, no grad, eval mode).
 
     x: [N, *shape] examples to score in place of dataset.split(split), e.g. the validation part of
     the train split; `split` then only names them ("train", "valid", "test", ...) while the data
-    set still gives the layout and, where known, the true density."""
+    set still gives the layout and, where known, the true density.  options: the estimator's own
+    options (e.g. the ode estimator's rtol), passed to model.bound."""
     from tqdm.auto import tqdm
 
-    _check(model, dataset, estimator, samples, batch_size)
+    _check(model, dataset, estimator, samples, batch_size, options)
+    extra = {"options": options} if options else {}
     if x is not None and tuple(x.shape[1:]) != tuple(dataset.shape):
         raise UserError(f"The {split} examples have shape {tuple(x.shape[1:])}, but {dataset.name} "
                         f"has shape {tuple(dataset.shape)}.")
@@ -165,7 +173,7 @@ def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
                                         disable=not progress, leave=False)):
                 xb = data[lo:lo + batch_size]
                 g = batch_generator(seed, i, device)
-                b = model.bound(xb.to(device), estimator=estimator, samples=samples, generator=g)
+                b = model.bound(xb.to(device), estimator=estimator, samples=samples, generator=g, **extra)
                 bounds.append(_to_cpu(b))
                 if dataset.truth is not None:
                     truth.append(dataset.truth.log_prob(xb).detach().double().cpu())
@@ -195,7 +203,7 @@ def _summarize(b: Bound, truth: list[Tensor], model, dataset, split, seconds) ->
     z = Estimate(torch.tensor(value, dtype=torch.float64),
                  torch.tensor(stderr, dtype=torch.float64)).confidence_interval(0.95)
     terms = {k: _mean_stderr(v * scale) for k, v in b.terms.items()}
-    extras = {k: _mean_stderr(v * scale) for k, v in b.extras.items()}
+    extras = {k: _mean_stderr(v if k in COUNTS else v * scale) for k, v in b.extras.items()}
     kl = None
     if truth:
         kl = _mean_stderr(torch.cat(truth) + nats)

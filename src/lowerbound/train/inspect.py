@@ -35,10 +35,11 @@ IMPLICIT_SAMPLES = 1000  # samples scored by default for a model that has only s
 def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | None = None,
                  samples: int | None = None, checkpoint: str = "best", batch_size: int | None = None,
                  seed: int | None = None, device: str = "auto", progress: bool = True,
-                 samples_for_metrics: int | None = None) -> dict[str, Any]:
+                 samples_for_metrics: int | None = None, options: dict | None = None) -> dict[str, Any]:
     """The bound of a run's model on one split: value, stderr, interval, terms, estimator; with
     samples_for_metrics = N, also `sample_metrics` of N samples against that split.  A model without
-    a likelihood (a GAN) reports "no likelihood" and its sample metrics (N = 1000 by default)."""
+    a likelihood (a GAN) reports "no likelihood" and its sample metrics (N = 1000 by default).
+    options: the estimator's own (e.g. {"rtol": 1e-4} for ode)."""
     if split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; choose one of: {', '.join(SPLITS)}.")
     for name, value in (("batch size", batch_size), ("number of samples", samples)):
@@ -71,7 +72,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
         result = summarize_split(model, dataset, split, x, batch_size=batch_size or cfg.eval_batch_size,
                                  seed=scoring_seed(cfg) if seed is None
                                  else runtime.derive_seed(seed, "eval"), device=dev, estimator=estimator,
-                                 samples=samples, progress=progress)
+                                 samples=samples, progress=progress, options=options)
     if samples_for_metrics:
         result["sample_metrics"] = sample_metrics(model, dataset, split, x, samples_for_metrics, seed or 0,
                                                   progress)

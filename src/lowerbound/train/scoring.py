@@ -41,10 +41,11 @@ def score(model: nn.Module, x: Tensor, batch_size: int, seed: int, device: torch
 
 def summarize_split(model: nn.Module, dataset: Dataset, split: str, x: Tensor | None = None, *,
                     batch_size: int, seed: int, device: torch.device, estimator: str | None = None,
-                    samples: int | None = None, progress: bool = False) -> dict[str, Any]:
+                    samples: int | None = None, progress: bool = False, options: dict | None = None
+                    ) -> dict[str, Any]:
     """LikelihoodResult.to_dict() of `split` of the real data set (so a known true density gives the
     KL to the truth); x: the examples when they are a part of a split (validation, a train subset).
     The stderr is over examples: the spread of the split."""
     res = likelihood(model, dataset, split, x=x, estimator=estimator, samples=samples,
-                     batch_size=batch_size, seed=seed, progress=progress, device=device)
+                     batch_size=batch_size, seed=seed, progress=progress, device=device, options=options)
     return res.to_dict()

@@ -33,6 +33,7 @@ from ...prob.bound import Bound
 from ...prob.units import LN2, from_signed, to_signed
 from ..base import GenerativeModel
 from .gaussian import discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl
+from .ode import Flow, ode_bound
 from .schedule import Schedule, ScheduleName
 from .timesteps import TimestepSampler, TimestepSampling
 
@@ -68,7 +69,7 @@ class Diffusion(GenerativeModel):
     """
 
     family = "diffusion"
-    estimators = ("full", "mc")
+    estimators = ("full", "mc", "ode")
     validation_estimator = ("mc", 32)  # the full sum costs T net calls per example
     iterative_sampler = True
 
@@ -126,7 +127,11 @@ class Diffusion(GenerativeModel):
         return mean + (channels if variance == "learned_range" else 0)
 
     def _net(self, x_t: Tensor, i: Tensor) -> tuple[Tensor, Tensor | None]:
-        out = self.net(x_t, i.to(x_t.dtype) / self.timesteps)
+        return self._net_at(x_t, i.to(x_t.dtype) / self.timesteps)
+
+    def _net_at(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The net at times t [B] (t = i / T at step i; the ODE asks between the steps)."""
+        out = self.net(x_t, t)
         c = x_t.shape[1]
         need = self.net_channels(c, self.levels, self.parameterization, self.variance)
         if out.shape != (x_t.shape[0], need, *x_t.shape[2:]):
@@ -137,24 +142,25 @@ class Diffusion(GenerativeModel):
             return mean, var
         return out, None
 
-    def _log_posterior(self, x_t: Tensor, i: Tensor, logits: Tensor) -> Tensor:
-        """categorical: log p(x_0 = level k | x_t) [B, K, *shape] float64, net logits + log q(x_t | k)."""
+    def _log_posterior(self, x_t: Tensor, abar: Tensor, logits: Tensor) -> Tensor:
+        """categorical: log p(x_0 = level k | x_t) [B, K, *shape] float64, net logits + log q(x_t | k);
+        abar [B, 1, ...] (x_t's dims) float64."""
         xt = x_t.double()[:, None]
         logits = logits.double().reshape(x_t.shape[0], self.levels, *x_t.shape[1:])
-        abar = self._c("alpha_bar", i, xt.dim())
+        abar = abar[:, None]
         centres = torch.linspace(-1.0, 1.0, self.levels, dtype=torch.float64, device=xt.device)
         centres = centres.reshape(1, -1, *([1] * (xt.dim() - 2)))
         loglik = -(xt - abar.sqrt() * centres) ** 2 / (2 * (1 - abar))
         return torch.log_softmax(logits + loglik, dim=1)
 
-    def _x0_eps(self, x_t: Tensor, i: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        """The net's output read as (x0_hat, eps_hat), float64, per the parameterization."""
+    def _x0_eps(self, x_t: Tensor, abar: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        """The net's output read as (x0_hat, eps_hat), float64, per the parameterization, at noise
+        level abar [B, 1, ...] (x_t's dims) float64."""
         xt, o = x_t.double(), out.double()
-        abar = self._c("alpha_bar", i, xt.dim())
         sa, s1 = abar.sqrt(), (1 - abar).sqrt()
         if self.parameterization == "categorical":
             centres = torch.linspace(-1.0, 1.0, self.levels, dtype=torch.float64, device=xt.device)
-            post = self._log_posterior(x_t, i, out).exp()
+            post = self._log_posterior(x_t, abar, out).exp()
             x0 = (post * centres.reshape(1, -1, *([1] * (xt.dim() - 1)))).sum(1)
             eps = (xt - sa * x0) / s1
         elif self.parameterization == "eps":
@@ -186,8 +192,8 @@ class Diffusion(GenerativeModel):
         return self._reverse(x_t, i, out, out_var)
 
     def _reverse(self, x_t: Tensor, i: Tensor, out: Tensor, out_var: Tensor | None) -> dict[str, Tensor]:
-        x0, eps = self._x0_eps(x_t, i, out)
         nd = x_t.dim()
+        x0, eps = self._x0_eps(x_t, self._c("alpha_bar", i, nd), out)
         mean = self._c("posterior_coef_x0", i, nd) * x0 + self._c("posterior_coef_xt", i, nd) * x_t
         logvar = self._logvar(i, out_var, x_t.dim()).expand_as(mean)
         return {"x0": x0, "eps": eps, "mean": mean, "logvar": logvar}
@@ -249,7 +255,7 @@ class Diffusion(GenerativeModel):
             nll = -discretized_gaussian_log_likelihood(x, p["mean"], 0.5 * p["logvar"], self.levels)
         loss_i = torch.where(i == 1, nll.flatten(1).sum(1), kl)
         if self.parameterization == "categorical":  # cross-entropy of the true level, nats per dim
-            log_post = self._log_posterior(x_t, i, out)
+            log_post = self._log_posterior(x_t, self._c("alpha_bar", i, nd), out)
             return loss_i, -log_post.gather(1, x[:, None].long()).flatten(1).mean(1)
         abar = self._c("alpha_bar", i, nd)
         target = {"eps": noise, "x0": y0,
@@ -281,8 +287,26 @@ class Diffusion(GenerativeModel):
             raise UserError(f"Discrete data must be integer levels 0..{self.levels - 1}.")
         return x.to(self.device)
 
+    def flow(self) -> Flow:
+        """The probability-flow ODE of the process whose log-SNR is interpolated linearly in t between
+        the steps (Schedule.log_snr), on t in [1/T, 1], with the net asked at continuous t."""
+        def eps(z: Tensor, t: Tensor, gamma: Tensor) -> Tensor:
+            dtype = next(self.net.parameters()).dtype
+            out, _ = self._net_at(z.to(dtype), t.to(dtype))
+            abar = torch.sigmoid(-gamma).reshape(-1, *([1] * (z.dim() - 1)))
+            return self._x0_eps(z, abar, out)[1]
+
+        return Flow(self.schedule.log_snr, eps, 1.0 / self.timesteps, 1.0)
+
+    def _decoder_nll(self, x: Tensor, x_1: Tensor) -> Tensor:
+        """-log p(x | x_1) [B] nats, the bound's decoder at step 1."""
+        steps = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
+        p = self.predict(x_1.to(next(self.net.parameters()).dtype), steps)
+        nll = -discretized_gaussian_log_likelihood(x, p["mean"], 0.5 * p["logvar"], self.levels)
+        return nll.flatten(1).sum(1)
+
     def bound(self, x: Tensor, *, estimator: str | None = None, samples: int | None = None,
-              generator: torch.Generator | None = None) -> Bound:
+              generator: torch.Generator | None = None, options: dict | None = None) -> Bound:
         """Upper bound on -log P(x), [B] nats per term: prior, diffusion, reconstruction.
 
         estimator "full" (default): every step t = 2..T ("vlb-T=1000"), each E_q over x_t estimated by
@@ -293,9 +317,16 @@ class Diffusion(GenerativeModel):
         the k draws / k, for "full" the successive-difference estimate of the T - 1 one-draw terms'
         variances (_neighbour_variance).  None where it cannot be estimated (mc with k = 1; full with
         T = 2).  The mc variance is unbiased, but where L_t varies widely across t (a few steps hold
-        most of the bound) its normal interval needs many pooled draws to cover."""
+        most of the bound) its normal interval needs many pooled draws to cover.
+        estimator "ode": the probability-flow likelihood of flow() (ode.py: terms prior, divergence,
+        dequantization; samples = Hutchinson probes; options = ode.ODEOptions as a dict)."""
         estimator = _choice(estimator or "full", self.estimators, "estimator")
         x = self._check(x)
+        if estimator == "ode":
+            return ode_bound(self.flow(), self.signed(x), levels=self.levels, probes=samples, options=options,
+                             generator=generator, decoder=lambda z: self._decoder_nll(x, z))
+        if options:
+            raise UserError(f"The {estimator} estimator takes no options; only ode does.")
         y0, b, T = self.signed(x), x.shape[0], self.timesteps
         ex = torch.arange(b, device=y0.device)
         pair = self._rows(y0, x, ex.repeat(2), torch.ones(2 * b, dtype=torch.long, device=y0.device),

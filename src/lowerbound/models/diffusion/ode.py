@@ -79,7 +79,8 @@ class ODEOptions:
 
     def __post_init__(self) -> None:
         if self.solver not in ADAPTIVE + FIXED:
-            raise UserError(f"Unknown ODE solver {self.solver!r}; choose one of: {', '.join(ADAPTIVE + FIXED)}.")
+            raise UserError(f"Unknown ODE solver {self.solver!r}; choose one of: "
+                            f"{', '.join(ADAPTIVE + FIXED)}.")
         if not (self.rtol > 0 and self.atol > 0):
             raise UserError(f"ODE tolerances must be positive, got rtol {self.rtol} and atol {self.atol}.")
         if self.dequantization not in ("uniform", "decoder"):
@@ -98,11 +99,14 @@ class ODEOptions:
     @property
     def name(self) -> str:
         """The estimator's name: ode-<solver>-rtol=<r> (adaptive) or ode-<solver>-steps=<n>."""
-        return f"ode-{self.solver}-rtol={self.rtol:g}" if self.adaptive else f"ode-{self.solver}-steps={self.steps}"
+        if self.adaptive:
+            return f"ode-{self.solver}-rtol={self.rtol:g}"
+        return f"ode-{self.solver}-steps={self.steps}"
 
     def tighter(self) -> ODEOptions:
         if self.adaptive:
-            return ODEOptions(**{**vars(self), "rtol": self.rtol / self.tighten, "atol": self.atol / self.tighten})
+            return ODEOptions(**{**vars(self), "rtol": self.rtol / self.tighten,
+                                 "atol": self.atol / self.tighten})
         return ODEOptions(**{**vars(self), "steps": int(math.ceil(self.steps * self.tighten))})
 
 
@@ -119,7 +123,7 @@ class Flow:
 
     def drift(self, z: Tensor, t: Tensor) -> Tensor:
         """f(z, t) = 0.5 gamma'(t) (sigma_t eps_hat - sigma_t^2 z), [N, *shape] float64; t a scalar."""
-        tt = t.to(torch.float64).reshape(1).expand(z.shape[0])
+        tt = t.to(torch.float64).clamp(self.t0, self.t1).reshape(1).expand(z.shape[0])
         gamma, dgamma = self.gamma(tt)
         view = (-1,) + (1,) * (z.dim() - 1)
         sigma2 = torch.sigmoid(gamma).view(view)
@@ -173,8 +177,11 @@ def solve(flow: Flow, z0: Tensor, probes: Tensor, options: ODEOptions, *, exact:
 
     state0 = (z0.to(torch.float64), torch.zeros(1 if exact else p, b, dtype=torch.float64, device=z0.device))
     times = torch.tensor([flow.t0, flow.t1], dtype=torch.float64, device=z0.device)
-    kwargs = ({"rtol": options.rtol, "atol": options.atol, "options": {"max_num_steps": options.max_steps}}
-              if options.adaptive else {"options": {"step_size": (flow.t1 - flow.t0) / options.steps}})
+    # step_t: the last step ends exactly at t1 (torchdiffeq otherwise steps past it and interpolates
+    # back, asking the model at t > t1, outside its schedule)
+    adaptive = {"max_num_steps": options.max_steps, "step_t": times[1:]}
+    kwargs = ({"rtol": options.rtol, "atol": options.atol, "options": adaptive} if options.adaptive
+              else {"options": {"step_size": (flow.t1 - flow.t0) / options.steps}})
     try:
         z, acc = odeint(func, state0, times, method=options.solver, **kwargs)
     except (AssertionError, RuntimeError) as e:  # torchdiffeq: "underflow in dt", "max_num_steps"
@@ -183,7 +190,8 @@ def solve(flow: Flow, z0: Tensor, probes: Tensor, options: ODEOptions, *, exact:
         bar.close()
     z1, integral = z[-1], acc[-1]
     if not (torch.isfinite(z1).all() and torch.isfinite(integral).all()):
-        raise ODEFailed(f"The ODE solver {options.solver} reached non-finite values; no likelihood is reported.")
+        raise ODEFailed(f"The ODE solver {options.solver} reached non-finite values; "
+                        "no likelihood is reported.")
     return z1, integral, nfe[0]
 
 
