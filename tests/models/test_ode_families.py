@@ -155,7 +155,8 @@ def test_digits_shaped_models_use_hutchinson_with_its_variance(family, dequantiz
         assert set(b.terms) == {"prior", "divergence", "reconstruction", "dequantization"}
 
 
-def test_eval_command_scores_a_run_with_the_ode(tmp_path, capsys):
+def test_eval_command_scores_a_run_with_the_ode(tmp_path, capsys, request):
+    request.addfinalizer(lambda: torch.set_flush_denormal(False))  # a run flushes them process-wide
     d = tmp_path / "vdm"
     args = ["train", "vdm", "--data", "digits", "--steps", "2", "--eval-every", "2", "--set", "model.net=mlp",
             "--set", "model.width=16", "--set", "model.depth=1", "--set", "model.schedule_hidden=8",
