@@ -166,7 +166,7 @@ def _copy_grid(out: Path, row: dict[str, Any]) -> Path:
     (compare.md and its pictures) can be kept or committed without the run directories."""
     path = out / "samples" / f"{row['name']}.png"
     data = Path(row["samples_png"]).read_bytes()
-    atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write_bytes(path, data)
     return path
 
 
