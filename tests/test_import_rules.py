@@ -14,11 +14,12 @@ ALLOWED = {
     "data": {"prob"},
     "models": {"prob", "nets"},
     "sample": {"prob", "nets", "models"},
+    "adapters": {"prob", "nets", "models"},
     "io": set(),
     "train": {"prob", "nets", "models", "sample", "data", "io", "eval"},
     "eval": {"prob", "nets", "models", "sample", "data", "io"},
     "compare": {"prob", "nets", "models", "sample", "data", "io", "train", "eval"},
-    "cli": {"prob", "nets", "models", "sample", "data", "io", "train", "eval", "compare"},
+    "cli": {"prob", "nets", "models", "sample", "data", "io", "train", "eval", "compare", "adapters"},
 }
 LEAVES = {"errors", "_config", "__init__", "__main__"}
 ROOMS = set(ALLOWED)

@@ -183,8 +183,11 @@ def _run_train(args) -> int:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a run's bound on a split")
-    p.add_argument("run_dir", help="a run directory written by lowerbound train")
+    p = sub.add_parser("eval", help="evaluate a run's bound on a split (or a diffusers model's: --diffusers)")
+    p.add_argument("run_dir", nargs="?", help="a run directory written by lowerbound train")
+    p.add_argument("--diffusers", metavar="DIR", help="score a diffusers UNet + scheduler saved by "
+                   "save_pretrained in DIR (local files only) instead of a run")
+    p.add_argument("--data", help="the data set a --diffusers model is scored on (default digits)")
     p.add_argument("--split", default="test", choices=["test", "valid", "train"])
     p.add_argument("--estimator", help="bound estimator (the model's default if omitted)")
     p.add_argument("--samples", type=int, help="samples of a stochastic estimator (e.g. IWAE k, ODE probes)")
@@ -206,12 +209,36 @@ def _run_eval(args) -> int:
 
     from .train.inspect import evaluate_run, text_table
 
+    if args.diffusers is not None or args.data is not None:
+        result = _eval_diffusers(args)
+        print(json.dumps(result) if args.json else text_table(result))
+        return 0
+    if args.run_dir is None:
+        raise UserError("lowerbound eval needs a run directory, or --diffusers DIR.")
     result = evaluate_run(args.run_dir, args.split, estimator=args.estimator, samples=args.samples,
                           checkpoint=args.checkpoint, batch_size=args.batch_size, seed=args.seed,
                           device=args.device, samples_for_metrics=args.samples_for_metrics,
                           options=_key_values(args.ode, "--ode"))
     print(json.dumps(result) if args.json else text_table(result))
     return 0
+
+
+def _eval_diffusers(args) -> dict:
+    from . import data
+    from .adapters import load_diffusers
+    from .train.inspect import evaluate_model
+
+    if args.diffusers is None or args.run_dir is not None:
+        raise UserError("Give either a run directory or --diffusers DIR (with --data), not both.")
+    if args.checkpoint != "best" or args.samples_for_metrics is not None:
+        raise UserError("--checkpoint and --samples-for-metrics apply to run directories, not --diffusers.")
+    dataset = data.load(args.data or "digits")
+    if dataset.levels is None:
+        raise UserError(f"{dataset.name} is continuous; a diffusers model is scored on discrete levels.")
+    model = load_diffusers(args.diffusers, levels=dataset.levels)
+    return evaluate_model(model, dataset, args.split, estimator=args.estimator, samples=args.samples,
+                          batch_size=args.batch_size or 256, seed=args.seed, device=args.device,
+                          source=f"diffusers: {args.diffusers}", options=_key_values(args.ode, "--ode"))
 
 
 def _add_sample(sub) -> None:

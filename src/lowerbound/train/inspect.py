@@ -79,6 +79,26 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
     return {**result, "weights": info.get("weights", info.get("source")), "run_dir": str(run_dir)}
 
 
+def evaluate_model(model, dataset, split: str = "test", *, estimator: str | None = None,
+                   samples: int | None = None, batch_size: int = 256, seed: int | None = None,
+                   device: str = "auto", progress: bool = True, source: str = "",
+                   options: dict | None = None) -> dict[str, Any]:
+    """The bound of a model made outside a run directory (adapters: a diffusers folder) on the data
+    set's test or train split, in the same result as evaluate_run; `source` names its weights."""
+    if split not in ("test", "train"):
+        raise UserError(f"A model trained elsewhere has no validation split here; use split test or "
+                        f"train, not {split!r}.")
+    for name, value in (("batch size", batch_size), ("number of samples", samples)):
+        if value is not None and value < 1:
+            raise UserError(f"The {name} must be at least 1, got {value}.")
+    dev = runtime.pick_device(device)
+    model = model.to(dev)
+    result = summarize_split(model, dataset, split, None, batch_size=batch_size,
+                             seed=runtime.derive_seed(seed or 0, "eval"), device=dev, estimator=estimator,
+                             samples=samples, progress=progress, options=options)
+    return {**result, "weights": source}
+
+
 def sample_metrics(model, dataset, split: str, x, n: int, seed: int = 0, progress: bool = False) -> dict:
     """eval.sample_quality of n samples (drawn from a seed derived from `seed`) against the split."""
     from ..eval.samples import sample_quality

@@ -74,7 +74,7 @@ class Diffusion(GenerativeModel):
     iterative_sampler = True
 
     def __init__(self, net: nn.Module, *, levels: int | None, shape: tuple[int, ...], timesteps: int = 1000,
-                 schedule: ScheduleName = "linear", parameterization: Parameterization = "eps",
+                 schedule: ScheduleName | Schedule = "linear", parameterization: Parameterization = "eps",
                  variance: Variance = "fixed_large", loss: LossName = "simple",
                  timestep_sampling: TimestepSampling = "uniform", hybrid_weight: float = 1e-3,
                  clip_x0: bool = False, chunk: int = 4096, config=None):
@@ -98,7 +98,8 @@ class Diffusion(GenerativeModel):
         if chunk < 1:
             raise UserError(f"chunk must be a positive number of rows, got {chunk}.")
         self.net = net
-        self.schedule = Schedule.make(schedule, timesteps)
+        # a Schedule instance (any betas, e.g. a model trained elsewhere: adapters/) sets T itself
+        self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.make(schedule, timesteps)
         self.timesteps = self.schedule.timesteps
         self.sampler = TimestepSampler(self.timesteps, timestep_sampling)
         self.hybrid_weight, self.clip_x0, self.chunk = float(hybrid_weight), bool(clip_x0), int(chunk)
