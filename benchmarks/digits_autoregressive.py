@@ -34,8 +34,10 @@ from lowerbound.models import registry
 from lowerbound.train import run
 
 # Loop options of this benchmark beyond the run's defaults (the model's defaults are the family's).
-LOOP = {"data": "digits", "steps": 1_000_000, "eval_every": 50, "patience": 12, "checkpoint_every": 1000,
-        "num_samples": 64}
+# Small batches at a larger step: more updates in the budget (measured on validation: batch 32 at lr 3e-3
+# reached 1.83 bits/dim in 45 s where batch 128 at 1e-3 was at 2.15).
+LOOP = {"data": "digits", "steps": 1_000_000, "batch_size": 32, "lr": 3e-3, "eval_every": 50, "patience": 12,
+        "checkpoint_every": 1000, "num_samples": 64}
 REFERENCES = {"em_mixture_20": 2.21, "vdm_10min": 1.766, "vae_iwae_1000": 2.050,
               "independent_categorical": 2.424}
 

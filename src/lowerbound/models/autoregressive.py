@@ -46,7 +46,7 @@ class AutoregressiveConfig:
     layers: int = 6
     kernel: int = 3  # pixelcnn: odd kernel size of the vertical stack
     heads: int = 4  # transformer: attention heads (width must be divisible)
-    dropout: float = 0.2
+    dropout: float = 0.5  # digits overfit in minutes: dropout and early stopping decide the number
     weight_decay: float | None = None  # AdamW decay of the weights (not biases/norms); None: the run's
 
     def __post_init__(self) -> None:
