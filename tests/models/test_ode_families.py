@@ -111,7 +111,8 @@ def test_vdm_decoder_dequantization_is_above_minus_log_p_by_quadrature():
     decoder-dequantized bound E_q[-log P(x|z) + log q(z|x) - log p_flow(z)] matches its own quadrature
     (so a dropped or flipped term fails) and lies above -log P(x)."""
     torch.manual_seed(0)
-    m = build("vdm", {"net": "mlp", "width": 16, "depth": 1, "schedule_hidden": 8, "fourier": []}, 4, (1,))
+    m = build("vdm", {"net": "mlp", "width": 16, "depth": 1, "schedule_hidden": 8, "fourier": [],
+                      "gamma_min": -2.0}, 4, (1,))  # alpha_0 = 0.94: the decoder must rescale z_0
     m = m.double().eval()
     grid = torch.linspace(-2.0, 2.0, 641, dtype=F64)[:, None]
     dz = (grid[1, 0] - grid[0, 0]).item()
@@ -124,14 +125,37 @@ def test_vdm_decoder_dequantization_is_above_minus_log_p_by_quadrature():
                 generator=torch.Generator().manual_seed(0))
     assert set(b.terms) == {"prior", "divergence", "reconstruction", "dequantization"}
     for level in range(4):
-        dec = m._decoder_nll(torch.full((len(grid), 1), level), grid).detach()
+        g0 = m.schedule.endpoints()[0].item()  # the decoder written out (VDM App. C), not the model's code
+        centres = torch.linspace(-1, 1, 4, dtype=F64)
+        logits = -0.5 * (grid / alpha - centres) ** 2 * math.exp(-g0)
+        dec = -torch.log_softmax(logits, 1)[:, level]
         exact = -(torch.logsumexp(-flow_nll - dec, 0) + math.log(dz)).item()
         y = -1.0 + level * 2.0 / 3.0
         log_q = torch.distributions.Normal(alpha * y, sigma).log_prob(grid[:, 0])
         expected = (log_q.exp() * (dec + log_q + flow_nll)).sum().item() * dz
+        torch.testing.assert_close(m._decoder_nll(torch.full((len(grid), 1), level), grid).detach(), dec)
         nats = b.nats[level * n:(level + 1) * n]
         mc, se = nats.mean().item(), nats.std().item() / math.sqrt(n)
         assert abs(mc - expected) < 4 * se and expected > exact, (level, mc, expected, exact, se)
+
+
+def test_ddpm_decoder_dequantization_terms_are_the_bounds_reconstruction_and_minus_entropy_of_q():
+    """E_q of the term reconstruction = the VLB's reconstruction (both -log p(x | x_1), x_1 ~ q(x_1 | x));
+    E_q of the term dequantization = log q's expectation, -D/2 log(2 pi e (1 - abar_1))."""
+    torch.manual_seed(0)
+    m = build("diffusion", {"timesteps": 20, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}}, 5, (2,)).eval()
+    n = 400
+    x = torch.tensor([[1, 3]]).repeat(n, 1)
+    with torch.no_grad():
+        b = m.bound(x, estimator="ode", options={"dequantization": "decoder", "rtol": 1e-3, "atol": 1e-3,
+                                                  "check": 0}, generator=torch.Generator().manual_seed(0))
+        vlb = m.bound(x, estimator="mc", samples=1, generator=torch.Generator().manual_seed(1))
+    entropy = math.log(2 * math.pi * math.e * (1 - m.schedule.alpha_bar[1].item()))  # D = 2
+    for term, ref in (("reconstruction", vlb.terms["reconstruction"].mean().item()),
+                      ("dequantization", -entropy)):
+        v = b.terms[term]
+        se = math.hypot(v.std().item(), vlb.terms["reconstruction"].std().item()) / math.sqrt(n)
+        assert abs(v.mean().item() - ref) < 4 * se + 1e-9, (term, v.mean().item(), ref, se)
 
 
 @pytest.mark.parametrize("family, dequantization", [("vdm", "uniform"), ("diffusion", "decoder")])
