@@ -7,6 +7,7 @@ calls the library.  A UserError anywhere becomes one sentence on stderr and exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import UserError
@@ -314,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None and "torch.distributed" in sys.modules and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from .train.runtime import end_worker
+
+        end_worker(code)  # a torchrun worker: see end_worker for why it leaves at once
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
