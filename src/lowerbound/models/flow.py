@@ -16,7 +16,8 @@ q is uniform on [0, 1)^D (`dequantization: uniform`) or a conditional flow train
 density), but p(y + w(u - 1/2)) w^D integrates to P(x) <= 1 over the cube, so the bound on -log P(x)
 stays >= 0 in expectation.  Estimators: "dequantization" (the bound above, averaged over S draws of u,
 its variance reported) and "iw" (-log (1/K) sum_k p w^D / q over K draws: the importance-weighted
-dequantization bound, tighter, approaching -log P(x) as K grows).  Continuous data: "exact".
+dequantization bound, tighter, approaching -log P(x) as K grows; its variance is the jackknife one of
+prob.tails, as for the VAE's IWAE).  Continuous data: "exact".
 
 Archs: nsf | realnvp | maf (zuko's transforms on the flattened data, flows/vector.py) and glow (our
 multi-scale image flow, flows/glow.py).
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..prob.bound import Bound
-from ..prob.importance import LogMeanExp
+from ..prob.tails import log_mean_exp_variance
 from ..prob.units import bin_width, from_signed, to_signed
 from .base import GenerativeModel
 from .flows.base import ActNorm, Bijection, Compose, standard_normal_log_prob
@@ -191,15 +192,15 @@ class Flow(GenerativeModel):
         return Bound(terms, f"dequantization-s={n}", dims=self.dims, variance=variance)
 
     def _iw_bound(self, x: Tensor, k: int, generator) -> Bound:
-        acc, log_q_sum = LogMeanExp(), 0.0
         chunk = self._chunk(x.shape[0])
-        for start in range(0, k, chunk):
-            log_p, log_q = self._log_weights(x, min(chunk, k - start), generator)
-            acc.add(log_p - log_q)
-            log_q_sum = log_q_sum + log_q.sum(0)
-        nll, plain = acc.bound(), acc.plain_bound()
-        extras = {"bound": plain, "gap": plain - nll, "dequantization": log_q_sum / k}
-        return Bound({"nll": nll}, f"iw-k={k}", dims=self.dims, variance=acc.variance(), extras=extras)
+        log_p, log_q = zip(*[self._log_weights(x, min(chunk, k - i), generator) for i in range(0, k, chunk)])
+        log_q = torch.cat(log_q)
+        log_w = torch.cat(log_p) - log_q  # [K, B]: log p(y + w(u - 1/2)) w^D / q(u | x)
+        nll = math.log(k) - torch.logsumexp(log_w, 0)
+        plain = -log_w.mean(0)
+        variance = log_mean_exp_variance(log_w).to(nll.dtype) if k > 1 else None
+        extras = {"bound": plain, "gap": plain - nll, "dequantization": log_q.mean(0)}
+        return Bound({"nll": nll}, f"iw-k={k}", dims=self.dims, variance=variance, extras=extras)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
