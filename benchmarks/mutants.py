@@ -47,7 +47,8 @@ TESTS = {
     "prob/kl.py": [P + "test_kl.py", P + "test_information.py", P + "test_coverage.py"],
     "prob/montecarlo.py": [P + "test_montecarlo.py", P + "test_kl.py", P + "test_coverage.py"],
     "prob/estimate.py": [P + "test_montecarlo.py", P + "test_kl.py", P + "test_coverage.py", E],
-    "prob/tails.py": [P + "test_coverage.py", P + "test_kl.py", P + "test_vi.py", M + "test_vae.py"],
+    "prob/tails.py": [P + "test_tails.py", P + "test_coverage.py", P + "test_kl.py", P + "test_vi.py",
+                      M + "test_vae.py"],
     "prob/vi.py": [P + "test_vi.py", P + "test_coverage.py"],
     "prob/bound.py": [E, M + "test_vae.py"],
     "prob/units.py": [M + "test_decoders.py", M + "test_diffusion.py"],
@@ -101,7 +102,27 @@ LISTED = [  # the issue's mutants: (id, file, exact text, replacement)
     ("E6 IWAE delta method", "prob/tails.py", "spread = ((loo - loo.mean(0)) ** 2).sum(0) * (k - 1) / k",
      "spread = (k * torch.exp(torch.logsumexp(2 * lw, 0) - 2 * total) - 1) / (k - 1)"),
 ]
-EXPLAINED: dict[str, str] = {}  # key -> why the mutant cannot change any result (filled from the report)
+_NOT_BOUND = "not a bound-computing value: "
+EXPLAINED: dict[str, str] = {  # key -> why a surviving mutant cannot change a bound or its error bar
+    "eval/likelihood.py::_summarize::(~torch.isfinite(nats)).sum() [.sum->.mean]":
+        _NOT_BOUND + "the count printed in the error message for a non-finite bound",
+    "models/diffusion/ddpm.py::_x0_eps::(xt - sa * o) / s1 [Div->Mult]":
+        _NOT_BOUND + "eps of the x0 parameterization is read by DDIM sampling only (the bound uses the mean)",
+    "models/diffusion/gaussian.py::log1mexp::math.log(2.0) [drop log()]":
+        "equivalent: both branches compute log(1 - e^d) exactly; the switch point (log 2, Maechler 2012) "
+        "only picks the more accurate one, a difference of rounding",
+    "models/diffusion/gaussian.py::log1mexp::1.0 [1.0->2.0]":
+        "equivalent: a placeholder inside torch.where for the branch that is masked out",
+    "models/diffusion/vdm.py::_reconstruction::1 [1->2]":
+        "equivalent: .squeeze(-2) of a dimension that is not 1 is a no-op, and the result is then "
+        "summed over all non-batch dimensions",
+    "models/vae.py::_iwae_bound::1 [1->2]":
+        "equivalent: the chunk size of the K draws bounds memory only (the floor of 2 draws per chunk)",
+    "prob/montecarlo.py::_draw_laplace::q.loc - q.scale * u.sign() * torch.log1p(-u.abs()) [Sub->Add]":
+        "equivalent in distribution: u is symmetric about 0, so loc + s sign(u) log(1 - |u|) is Laplace too",
+    "prob/units.py::dequantize::y + u * bin_width(levels) [Add->Sub]":
+        "equivalent in distribution: u is uniform on (-1/2, 1/2), symmetric about 0",
+}
 
 _SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Pow: ast.Mult}
 _CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}
@@ -242,6 +263,8 @@ def main() -> None:
     ap.add_argument("--shard", default="1/1", help="i/n: run every n-th mutant from the i-th (to keep each "
                     "hold of the benchmark lock under 12 minutes); the report merges the shards written")
     ap.add_argument("--confirm", action="store_true", help="run survivors again on the wider set WIDE")
+    ap.add_argument("--recheck", action="store_true", help="run the survivors of the shard files again "
+                    "(after new tests), keeping their first status in status_before")
     args = ap.parse_args()
     shard, shards = (int(v) for v in args.shard.split("/"))
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -263,11 +286,18 @@ def main() -> None:
         todo = listed(src) + chosen
         if args.only:
             todo = [m for m in todo if args.only in m["key"]]
-        todo = todo[shard - 1::shards]
+        if args.recheck:
+            survivors = {m["key"] for p in OUT.glob(f"mutants-*-of-{shards}.json")
+                         for m in json.loads(p.read_text())["mutants"] if m["status"] == "survived"}
+            todo = [m for m in todo if m["key"] in survivors]
+        else:
+            todo = todo[shard - 1::shards]
         for tests in sorted({tuple(TESTS[m["file"]]) for m in todo}):  # the unmutated copy passes them
             base = {"file": "prob/units.py", "text": (src / "prob/units.py").read_text()}
             if run_one(tree, base, list(tests), 4 * args.timeout)[0] != "survived":
                 raise SystemExit(f"the unmutated tree fails {tests}: fix that first")
+        if args.recheck:
+            return recheck(tree, {m["key"]: m for m in todo}, shards, args.timeout)
         for m in tqdm(todo, desc="mutants", file=sys.stderr):
             m["status"], m["failed"], m["seconds"] = run_one(tree, m, TESTS[m["file"]], args.timeout)
             if m["status"] == "survived" and args.confirm:  # confirm on the wider set
@@ -281,6 +311,21 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     shard_file = OUT / f"mutants-{shard}-of-{shards}.json"
     shard_file.write_text(json.dumps({"run": part, "mutants": todo}, indent=1) + "\n")
+    write(shards)
+
+
+def recheck(tree: Path, by_key: dict[str, dict], shards: int, timeout: float) -> None:
+    """Run every survivor of the shard files again on the current tests; rewrite the shard files."""
+    for path in sorted(OUT.glob(f"mutants-*-of-{shards}.json")):
+        part = json.loads(path.read_text())
+        for m in part["mutants"]:
+            if m["status"] != "survived" or m["key"] not in by_key:
+                continue
+            status, failed, seconds = run_one(tree, by_key[m["key"]], TESTS[m["file"]], timeout)
+            m.update(status=status, failed=failed, status_before=m.get("status_before", "survived"))
+            m["seconds"] += seconds
+            print(f"{m['key']}: {status} {failed}", file=sys.stderr)
+        path.write_text(json.dumps(part, indent=1) + "\n")
     write(shards)
 
 
@@ -320,6 +365,11 @@ def _report(summary: dict, mutants: list[dict]) -> None:
     lines += [f"| {k} | {summary[k]} |" for k in ("killed", "survived", "timeout", "invalid") if k in summary]
     lines += ["", "## The issue's mutants", "", "| mutant | status | killed by |", "| --- | --- | --- |"]
     lines += [f"| {m['what']} | {m['status']} | {m['failed']} |" for m in mutants if m.get("listed")]
+    later = [m for m in mutants if m.get("status_before") == "survived" and m["status"] != "survived"]
+    lines += ["", "## Survived the first run, killed by a test added after it (--recheck)", "",
+              "| file:line | function | mutation | line | killed by |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {m['file']}:{m['line']} | {m['function']} | {m['what']} | `{m['source']}` | {m['failed']} |"
+              for m in later]
     survivors = [m for m in mutants if m["status"] == "survived"]
     lines += ["", "## Survivors", "", "| file:line | function | mutation | line | why |",
               "| --- | --- | --- | --- | --- |"]

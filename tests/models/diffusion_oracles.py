@@ -146,8 +146,8 @@ class Chain:
     from the papers: Ho et al. 2020 eq. 7 (the posterior q(x_{t-1} | x_t, x_0)), eq. 11 (the
     eps-parameterized mean), eq. 13 (the decoder); Nichol & Dhariwal 2021 eq. 15 (learned_range)."""
 
-    def __init__(self, schedule, levels, parameterization, variance):
-        self.T = schedule.timesteps
+    def __init__(self, schedule, levels, parameterization, variance, clip=False):
+        self.T, self.clip = schedule.timesteps, clip
         self.beta = schedule.betas.numpy()
         self.abar = np.cumprod(1 - self.beta)
         self.levels, self.parameterization, self.variance = levels, parameterization, variance
@@ -164,10 +164,12 @@ class Chain:
         `out` (categorical: logits [K, *xt.shape]) and learned_range weights `out_var`."""
         b, a = self.beta, self.abar
         sa, s1 = math.sqrt(a[t]), math.sqrt(1 - a[t])
-        if self.parameterization == "eps":
+        if self.parameterization == "eps" and not self.clip:
             mean = (xt - b[t] / s1 * out) / math.sqrt(1 - b[t])
         else:
-            if self.parameterization == "x0":
+            if self.parameterization == "eps":
+                x0 = (xt - s1 * out) / sa
+            elif self.parameterization == "x0":
                 x0 = out
             elif self.parameterization == "v":
                 x0 = sa * xt - s1 * out
@@ -176,6 +178,8 @@ class Chain:
                 logits = out - (xt - sa * centres) ** 2 / (2 * (1 - a[t]))
                 post = np.exp(logits - logits.max(0))
                 x0 = (post * centres).sum(0) / post.sum(0)
+            if self.clip:
+                x0 = np.clip(x0, -1.0, 1.0)
             mean = (math.sqrt(a[t - 1]) * b[t] * x0 + math.sqrt(1 - b[t]) * (1 - a[t - 1]) * xt) / (1 - a[t])
         small = self.post_var(t) if t >= 2 else (self.post_var(2) if self.T >= 2 else b[1])
         logv = {"fixed_large": math.log(b[t]), "fixed_small": math.log(small)}.get(self.variance)
@@ -202,12 +206,13 @@ class Chain:
         return 0.5 * (a * y ** 2 + (1 - a) - 1 - math.log(1 - a))
 
 
-def quadrature_terms(schedule, levels, level, parameterization, variance):
+def quadrature_terms(schedule, levels, level, parameterization, variance, clip=False):
     """(prior, diffusion, reconstruction) in nats for ONE element of data at `level` under SmoothNet,
-    each E over x_t ~ q(x_t | x_0) by Gauss-Hermite quadrature, independently of the model's code."""
-    chain = Chain(schedule, levels, parameterization, variance)
+    each E over x_t ~ q(x_t | x_0) by Gauss-Hermite quadrature, independently of the model's code.
+    clip: x0_hat clipped to [-1, 1] (the integrand then has kinks: more nodes)."""
+    chain = Chain(schedule, levels, parameterization, variance, clip)
     y = np.linspace(-1, 1, levels)[level]
-    n, w = _normal_nodes()
+    n, w = _normal_nodes(150 if clip else 96)
     expected = []
     for t in range(1, chain.T + 1):
         xt = math.sqrt(chain.abar[t]) * y + math.sqrt(1 - chain.abar[t]) * n

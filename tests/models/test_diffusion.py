@@ -232,9 +232,10 @@ def test_mc_estimator_is_unbiased_with_honest_variance(x_star):
 
 
 # ---------------------------------------------------------------- a net that reads x_t: quadrature
-@pytest.mark.parametrize("parameterization,variance", [
-    ("eps", "fixed_large"), ("v", "learned_range"), ("x0", "fixed_small"), ("categorical", "learned_range")])
-def test_bound_of_a_net_reading_x_t_matches_quadrature(parameterization, variance):
+@pytest.mark.parametrize("parameterization,variance,clip", [
+    ("eps", "fixed_large", False), ("v", "learned_range", False), ("x0", "fixed_small", False),
+    ("categorical", "learned_range", False), ("x0", "fixed_large", True), ("eps", "fixed_small", True)])
+def test_bound_of_a_net_reading_x_t_matches_quadrature(parameterization, variance, clip):
     """SmoothNet's terms depend on x_t non-linearly: the mean over copies of one example of the full
     bound (one x_t draw per term) must equal the expectation over x_t computed by quadrature, per term.
     A wrong noise level in q_sample (abar for sqrt(abar)) is 8-24 standard errors off here."""
@@ -242,9 +243,9 @@ def test_bound_of_a_net_reading_x_t_matches_quadrature(parameterization, varianc
     x = torch.tensor([[[[0, 4]], [[2, 3]]]])  # [1, C=2, 1, 2]: both outer levels and inner ones
     net = SmoothNet(parameterization, variance == "learned_range", levels)
     model = Diffusion(net, levels=levels, shape=(2, 1, 2), timesteps=T, schedule="cosine",
-                      parameterization=parameterization, variance=variance, loss="vlb")
+                      parameterization=parameterization, variance=variance, loss="vlb", clip_x0=clip)
     b = model.bound(x.repeat(n, 1, 1, 1), generator=torch.Generator().manual_seed(0))
-    oracle = np.sum([quadrature_terms(model.schedule, levels, level, parameterization, variance)
+    oracle = np.sum([quadrature_terms(model.schedule, levels, level, parameterization, variance, clip)
                      for level in x.flatten().tolist()], 0)
     np.testing.assert_allclose(b.terms["prior"].numpy(), oracle[0], rtol=1e-9)
     for name, want in zip(("diffusion", "reconstruction"), oracle[1:]):
@@ -292,12 +293,18 @@ def test_hybrid_bound_term_trains_only_the_variance(x_star):
     assert model.net.c.grad.abs().item() > 0
 
 
-def test_simple_loss_is_the_target_mse(x_star):
-    # eps error delta everywhere: L_simple = delta^2 for every step
-    model = _point_model(x_star, delta=0.3, T=100)
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+def test_simple_loss_is_the_mse_of_each_parameterizations_target(x_star, parameterization):
+    """eps off by delta: x0_hat - x0 = -sqrt(1 - abar) / sqrt(abar) delta and v_hat - v = delta / sqrt(abar),
+    at steps fixed by hand (the sampler's draw replaced)."""
+    model = _point_model(x_star, parameterization=parameterization, delta=0.3, T=100)
+    steps = torch.tensor([1, 30, 70, 100]).repeat(2)
+    model.sampler.sample = lambda n, generator=None, device=None: (steps, torch.full((8,), 0.01).double())
     out = model.loss(x_star.repeat(8, 1, 1, 1), generator=torch.Generator().manual_seed(0))
     assert out.estimator == "l_simple"
-    torch.testing.assert_close(out.terms["mse"], torch.full((8,), 0.09, dtype=torch.float64))
+    abar = model.schedule.alpha_bar[steps]
+    want = {"eps": torch.ones_like(abar), "x0": (1 - abar) / abar, "v": 1 / abar}[parameterization] * 0.09
+    torch.testing.assert_close(out.terms["mse"], want, rtol=1e-5, atol=0)
 
 
 # ---------------------------------------------------------------- construction, config, state

@@ -205,6 +205,7 @@ def test_iwae_objective_and_estimator_names():
     assert model.loss(x).estimator == "iwae-k=5"
     assert model.bound(x).estimator == "elbo"
     assert model.bound(x, estimator="iwae", samples=7).estimator == "iwae-k=7"
+    assert model.bound(x, estimator="iwae", samples=1).variance is None  # one weight: no error bar
 
 
 @pytest.mark.parametrize("options", [{"architecture": "conv", "channels": [4, 8], "conv_hidden": 16},

@@ -7,7 +7,7 @@ import torch.distributions as D
 from scipy import stats
 
 from lowerbound.errors import UserError
-from lowerbound.prob import draw, monte_carlo
+from lowerbound.prob import Estimate, draw, monte_carlo
 
 F64 = torch.float64
 
@@ -102,3 +102,11 @@ def test_bad_sample_count_is_a_user_error(n):
 def test_f_must_keep_the_sample_axis():
     with pytest.raises(UserError, match="first axis"):
         monte_carlo(lambda z: z.mean(), D.Normal(0.0, 1.0), 10)
+
+
+def test_independent_estimates_add_in_quadrature():
+    a = Estimate(torch.tensor(1.0), torch.tensor(0.3), 10)
+    b = Estimate(torch.tensor(2.0), torch.tensor(0.4), 20)
+    for total, value in ((a + b, 3.0), (a - b, -1.0)):
+        assert total.value.item() == pytest.approx(value) and total.stderr.item() == pytest.approx(0.5)
+    assert (a + b).num_samples == 20 and not (a + b).exact

@@ -75,6 +75,10 @@ def test_elbo_terms_with_a_monte_carlo_kl():
     assert not terms.kl.exact
     truth = kl_divergence(q, model.prior()).value  # the mixture of two equal components is N(0, I)
     assert bool(((terms.kl.value - truth).abs() <= 4.5 * terms.kl.stderr).all())
+    # the same draws give both terms: elbo = reconstruction - kl draw by draw, and it is the ELBO
+    torch.testing.assert_close(terms.elbo.value, terms.reconstruction.value - terms.kl.value)
+    exact = model.log_evidence(x) - kl_divergence(q, model.posterior(x)).value
+    assert bool(((terms.elbo.value - exact).abs() <= 4.5 * terms.elbo.stderr).all())
 
 
 def test_elbo_gradient_is_minus_the_gradient_of_the_kl_to_the_posterior():
