@@ -3,9 +3,19 @@ known truth), a bound with its dequantization term on discrete data, and the iw 
 
 import json
 
+import pytest
+import torch
+
 from lowerbound.cli import main
 
 SMALL = ["--eval-every", "2", "--set", "num_samples=4", "--json"]
+
+
+@pytest.fixture(autouse=True)
+def restore_denormals():
+    """A run flushes denormals process-wide (train.runtime); later tests in this process need them."""
+    yield
+    torch.set_flush_denormal(False)
 
 
 def test_flow_on_toy2d_is_exact_and_reports_the_kl_to_the_truth(tmp_path, capsys):
