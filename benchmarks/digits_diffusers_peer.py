@@ -9,17 +9,22 @@ speed    training steps of the two at an equal parameter count (701,345 each: di
          their ratio (ours / diffusers').
 quality  diffusers' model trained by L_simple (Ho et al. 2020, eq. 14) through DDPMScheduler.add_noise
          for a fixed wall-clock (validation not counted), EMA of the weights, selected on a validation
-         tenth of train (default_rng(1)) by our MC bound, then the test split scored by OUR full
-         bound (vlb-T=1000) with the diffusers UNet wrapped as the net of lowerbound's `Diffusion`
-         (eps, fixed_large variances sigma_t^2 = beta_t).
+         tenth of train (default_rng(1)) by our MC bound, then the test split scored by OUR bound
+         through `lowerbound.adapters.from_diffusers` (the UNet and the scheduler as they are: eps,
+         the scheduler's betas and timesteps s = i - 1; fixed_large variances sigma_t^2 = beta_t).
+ours     lowerbound's diffusion family (its defaults, trained on the bound) for the same wall-clock
+         through `lowerbound compare` (benchmarks/digits_diffusion.py, config vlb), scored on test
+         by its full bound: the same budget for both families.
 
 Timestep alignment: our step i = 1..T has alpha_bar_i = prod_{j<=i} (1 - beta_j) with beta_j the j-th of
 linspace(1e-4, 0.02, T); diffusers' timestep s = 0..T-1 has alphas_cumprod[s] = prod_{j<=s+1} of the same
-betas, so s = i - 1, i.e. s = t * T - 1 for our t = i / T.  The script checks that the two tables agree.
+betas, so s = i - 1 (the adapter's time convention "index").  The script checks that the tables agree.
 
     python benchmarks/digits_diffusers_peer.py --part speed
     python benchmarks/digits_diffusers_peer.py --part quality --minutes 3     # trains, saves the weights
     python benchmarks/digits_diffusers_peer.py --part test --threads 2        # our full bound on test
+    python benchmarks/digits_diffusers_peer.py --part test --test-estimator mc --test-k 128   # cheaper
+    python benchmarks/digits_diffusers_peer.py --part ours --minutes 3        # our family, same budget
 
 diffusers is the optional `bench` extra (pip install -e .[bench]); it is imported here only, lazily.
 The full bound costs 360,000 UNet calls (about 4-7 minutes on this CPU), hence a part of its own.
@@ -32,6 +37,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -42,6 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lowerbound.adapters import from_diffusers
 from lowerbound.data import load
 from lowerbound.models import registry
 from lowerbound.models.diffusion.ddpm import Diffusion
@@ -66,29 +73,15 @@ def ddpm_scheduler():
     return DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 
 
-class AsOurNet(nn.Module):
-    """A diffusers UNet as our net: net(x_t [B, 1, 8, 8], t [B] = i / T) -> eps [B, 1, 8, 8],
-    calling the UNet with its timestep s = i - 1 (0..T-1)."""
-
-    def __init__(self, unet: nn.Module):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        s = (t.double() * T).round().long() - 1
-        if int(s.min()) < 0 or int(s.max()) > T - 1:
-            raise ValueError(f"timestep out of range: t*T-1 in [{int(s.min())}, {int(s.max())}]")
-        return self.unet(x, s).sample
-
-
 def as_diffusion(unet: nn.Module, chunk: int, clip_x0: bool = False) -> Diffusion:
-    return Diffusion(AsOurNet(unet), levels=17, shape=(1, 8, 8), timesteps=T, schedule="linear",
-                     parameterization="eps", variance="fixed_large", clip_x0=clip_x0, chunk=chunk)
+    """The UNet and its scheduler, adapted: our DDPM bound with fixed_large variances."""
+    return from_diffusers(unet, ddpm_scheduler(), levels=17, variance="fixed_large", clip_x0=clip_x0,
+                          chunk=chunk)
 
 
 def check_alignment() -> float:
-    """Largest |alpha_bar| difference between diffusers' table at s = i - 1 and ours at i."""
-    ours = as_diffusion(nn.Identity(), 1).schedule.alpha_bar[1:]
+    """Largest |alpha_bar| difference between diffusers' table at s = i - 1 and ours (linear, T) at i."""
+    ours = Diffusion(nn.Identity(), levels=17, shape=(1, 8, 8), timesteps=T).schedule.alpha_bar[1:]
     theirs = ddpm_scheduler().alphas_cumprod.double()
     gap = float((ours - theirs).abs().max())
     if gap > 1e-5:
@@ -214,7 +207,8 @@ def quality(train: Tensor, valid: Tensor, args) -> dict:
 
 
 def score_test(test: Tensor, args) -> dict:
-    """Our full bound (vlb-T=1000) on the test split for the weights quality() saved."""
+    """Our bound on the test split for the weights quality() saved: the full sum (vlb-T=1000) or,
+    with --test-estimator mc, the unbiased Monte Carlo sum over --test-k steps per example."""
     saved = torch.load(args.checkpoint)
     unet = diffusers_unet(saved["dropout"]).eval()
     out, n = {}, len(test)
@@ -223,22 +217,35 @@ def score_test(test: Tensor, args) -> dict:
         for clip in {"no": (False,), "yes": (True,), "both": (False, True)}[args.clip]:
             model = as_diffusion(unet, args.chunk, clip)
             te = time.time()
-            per, b = bound_bits(model, test, "full", seed=7)
+            per, b = bound_bits(model, test, args.test_estimator, seed=7, k=args.test_k)
             key = label + ("_clip_x0" if clip else "")
             out[key] = {
                 "estimator": b.estimator, "test_bpd": round(float(per.mean()), 4),
                 "stderr_over_examples": round(float(per.std() / math.sqrt(n)), 4),
                 "terms_bpd": {k: round(float(v.mean()), 4) for k, v in b.term_bits_per_dim().items()},
-                "seconds": round(time.time() - te, 1), "threads": args.threads}
+                "seconds": round(time.time() - te, 1), "threads": args.threads,
+                "load_average": [round(v, 2) for v in os.getloadavg()]}
             r = out[key]
             print(f"  test {key}: {r['test_bpd']:.4f} +- {r['stderr_over_examples']:.4f} bits/dim "
                   f"({r['estimator']}, {r['seconds']} s) terms {r['terms_bpd']}", file=sys.stderr)
     return out
 
 
+def ours(args) -> dict:
+    """Our diffusion family (defaults, config vlb) trained for --minutes through compare, test bound."""
+    from digits_diffusion import main as digits_diffusion  # benchmarks/ is the script's folder
+
+    out = Path(args.out).with_name("digits_diffusers_peer_ours.json")
+    result = digits_diffusion(["--minutes", str(args.minutes), "--configs", "vlb", "--threads",
+                               str(args.threads), "--json", str(out),
+                               "--out", str(Path(args.checkpoint).parent / f"ours-{args.minutes:g}min")])
+    return {"minutes": args.minutes, "run": result["runs"]["vlb"], "machine": result["machine"],
+            "full_result": out.name}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=["speed", "quality", "test"], required=True,
+    p.add_argument("--part", choices=["speed", "quality", "test", "ours"], required=True,
                    help="quality trains and saves the weights to --checkpoint; test scores them")
     p.add_argument("--checkpoint", default="runs/diffusers_peer/ema.pt")
     p.add_argument("--minutes", type=float, default=3.0,
@@ -256,6 +263,9 @@ def main() -> None:
     p.add_argument("--final", action="store_true", help="also score the final weights on test")
     p.add_argument("--clip", choices=["no", "yes", "both"], default="no",
                    help="score with x0 clipped to [-1, 1] (yes), unclipped (no) or both")
+    p.add_argument("--test-estimator", choices=["full", "mc"], default="full",
+                   help="the test bound: the full sum over T steps, or Monte Carlo over --test-k steps")
+    p.add_argument("--test-k", type=int, default=128, help="steps per example of --test-estimator mc")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "digits_diffusers_peer.json"))
@@ -283,6 +293,8 @@ def main() -> None:
     elif args.part == "quality":
         results["quality"] = dict(quality(train, valid, args), args=vars(args))
         results.pop("test", None)  # scores of older weights
+    elif args.part == "ours":
+        results["ours_same_budget"] = ours(args)
     else:
         scores = score_test(data.test, args)  # merged with earlier scores of the same weights
         new = {k: dict(v, args=vars(args)) for k, v in scores.items()}
@@ -295,10 +307,15 @@ def main() -> None:
         for k in ("diffusers", "ours"):
             print(f"| {k} | {s['parameters'][k]} | {s['examples_per_second_median'][k]:.0f} |")
         print(f"ours / diffusers step throughput: {s['ratio_ours_over_diffusers']:.2f}")
+    if "ours_same_budget" in results:
+        r = results["ours_same_budget"]
+        t = r["run"]["test"]
+        print(f"\nours (diffusion, vlb config), {r['minutes']} min, {r['run']['steps']} steps: test "
+              f"{t['bits_per_dim']:.3f} +- {t['stderr']:.3f} bits/dim ({t['estimator']})")
     if "quality" in results and "test" in results:
         q = results["quality"]
         print(f"\ndiffusers L_simple, {q['steps']} steps in {q['train_seconds_excl_validation']} s, "
-              f"best valid at step {q['best_step']}\n| weights | test bits/dim (our full bound) | prior "
+              f"best valid at step {q['best_step']}\n| weights | test bits/dim (our bound) | prior "
               "| diffusion | reconstruction |\n| --- | --- | --- | --- | --- |")
         for k, r in results["test"].items():
             t = r["terms_bpd"]
