@@ -10,20 +10,22 @@ most --cap of them, drawn with a fixed seed.  Each runs on a COPY of the tree in
 again on the wider set (WIDE).  Workers are forked from a process that has torch imported, so a mutant
 costs its tests, not an interpreter start.
 
-    flock /work/bench.lock python benchmarks/mutants.py [--cap 150] [--timeout 120] [--seed 0]
+    flock /work/bench.lock python benchmarks/mutants.py [--cap 150] [--budget 660] [--seed 0]
 
-Writes benchmarks/results/mutants.json and .md: every mutant with its line, status (killed, survived,
-timeout, invalid) and the first failing test; survivors with the reason they are equivalent (EXPLAINED)
-or flagged as a gap.
+Each run writes benchmarks/results/mutants-run-N.json and stops starting mutants after --budget seconds;
+the next run goes on where it stopped (the issue's mutants first, then earlier survivors, which new
+tests may kill, then the rest of the sample).  mutants.json and .md merge the runs: every mutant with
+its line, status (killed, survived, timeout, invalid, gone) and the first failing test; survivors with
+the reason they are equivalent (EXPLAINED) or flagged as a gap.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -106,8 +108,6 @@ _NOT_BOUND = "not a bound-computing value: "
 EXPLAINED: dict[str, str] = {  # key -> why a surviving mutant cannot change a bound or its error bar
     "eval/likelihood.py::_summarize::(~torch.isfinite(nats)).sum() [.sum->.mean]":
         _NOT_BOUND + "the count printed in the error message for a non-finite bound",
-    "models/diffusion/ddpm.py::_x0_eps::(xt - sa * o) / s1 [Div->Mult]":
-        _NOT_BOUND + "eps of the x0 parameterization is read by DDIM sampling only (the bound uses the mean)",
     "models/diffusion/gaussian.py::log1mexp::math.log(2.0) [drop log()]":
         "equivalent: both branches compute log(1 - e^d) exactly; the switch point (log 2, Maechler 2012) "
         "only picks the more accurate one, a difference of rounding",
@@ -254,19 +254,22 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(ROOT / f, dest / f)
 
 
+def _previous() -> dict[str, dict]:
+    """The latest result of every mutant over the runs written so far (benchmarks/results/mutants-run-*)."""
+    runs = sorted(OUT.glob("mutants-run-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    return {m["key"]: m for p in runs for m in json.loads(p.read_text())["mutants"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cap", type=int, default=150, help="most generated mutants to run")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant")
+    ap.add_argument("--cap", type=int, default=150, help="most generated mutants in the sample")
+    ap.add_argument("--seed", type=int, default=0, help="sample: the cap mutants of least sha1(seed:key)")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant")
+    ap.add_argument("--budget", type=float, default=660.0, help="seconds after which no mutant starts (the "
+                    "benchmark lock is held at most 12 minutes); the next run goes on where this one stopped")
     ap.add_argument("--only", default=None, help="run only mutants whose key contains this text")
-    ap.add_argument("--shard", default="1/1", help="i/n: run every n-th mutant from the i-th (to keep each "
-                    "hold of the benchmark lock under 12 minutes); the report merges the shards written")
     ap.add_argument("--confirm", action="store_true", help="run survivors again on the wider set WIDE")
-    ap.add_argument("--recheck", action="store_true", help="run the survivors of the shard files again "
-                    "(after new tests), keeping their first status in status_before")
     args = ap.parse_args()
-    shard, shards = (int(v) for v in args.shard.split("/"))
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     import numpy  # noqa: F401  heavy imports once, before forking
     import scipy.stats  # noqa: F401
@@ -275,70 +278,59 @@ def main() -> None:
     torch.set_num_threads(1)
     from tqdm import tqdm
 
-    start = time.perf_counter()
+    start, done = time.perf_counter(), _previous()
     with tempfile.TemporaryDirectory(prefix="lowerbound-mutants-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
         src = tree / "src" / "lowerbound"
         generated = generate(src)
-        random.Random(args.seed).shuffle(generated)
-        chosen = sorted(generated[:args.cap], key=lambda m: (m["file"], m["line"]))
-        todo = listed(src) + chosen
+        sample = {m["key"] for m in listed(src)}
+        chosen = sorted(generated, key=lambda m: hashlib.sha1(f"{args.seed}:{m['key']}".encode()).hexdigest())
+        # listed first, then the survivors of earlier runs (new tests since?), then what never ran
+        sample |= {m["key"] for m in chosen[:args.cap]}
+        todo = [m for m in listed(src) + chosen[:args.cap] if done.get(m["key"], {}).get("status")
+                not in ("killed", "invalid", "timeout")]
+        todo.sort(key=lambda m: (not m.get("listed"), m["key"] not in done))
         if args.only:
             todo = [m for m in todo if args.only in m["key"]]
-        if args.recheck:
-            survivors = {m["key"] for p in OUT.glob(f"mutants-*-of-{shards}.json")
-                         for m in json.loads(p.read_text())["mutants"] if m["status"] == "survived"}
-            todo = [m for m in todo if m["key"] in survivors]
-        else:
-            todo = todo[shard - 1::shards]
         for tests in sorted({tuple(TESTS[m["file"]]) for m in todo}):  # the unmutated copy passes them
             base = {"file": "prob/units.py", "text": (src / "prob/units.py").read_text()}
             if run_one(tree, base, list(tests), 4 * args.timeout)[0] != "survived":
                 raise SystemExit(f"the unmutated tree fails {tests}: fix that first")
-        if args.recheck:
-            return recheck(tree, {m["key"]: m for m in todo}, shards, args.timeout)
+        ran = []
         for m in tqdm(todo, desc="mutants", file=sys.stderr):
+            if time.perf_counter() - start > args.budget:
+                break
             m["status"], m["failed"], m["seconds"] = run_one(tree, m, TESTS[m["file"]], args.timeout)
             if m["status"] == "survived" and args.confirm:  # confirm on the wider set
                 m["status"], m["failed"], extra = run_one(tree, m, WIDE, 4 * args.timeout)
                 m["seconds"] += extra
-    for m in todo:
+            if done.get(m["key"], {}).get("status") == "survived":
+                m["status_before"] = "survived"
+            ran.append(m)
+    for m in ran:
         m.pop("text")
+    number = 1 + max([int(p.stem.rsplit("-", 1)[1]) for p in OUT.glob("mutants-run-*.json")] or [0])
     part = {"generated": len(generated), "seconds": round(time.perf_counter() - start, 1),
             "load_average": os.getloadavg(), "cpu": _cpu(), "cap": args.cap, "seed": args.seed,
-            "confirmed_on_wide_set": args.confirm, "shard": args.shard}
+            "left": len(todo) - len(ran), "confirmed_on_wide_set": args.confirm}
     OUT.mkdir(parents=True, exist_ok=True)
-    shard_file = OUT / f"mutants-{shard}-of-{shards}.json"
-    shard_file.write_text(json.dumps({"run": part, "mutants": todo}, indent=1) + "\n")
-    write(shards)
+    text = json.dumps({"run": part, "mutants": ran}, indent=1)
+    (OUT / f"mutants-run-{number}.json").write_text(text + "\n")
+    write(sample)
 
 
-def recheck(tree: Path, by_key: dict[str, dict], shards: int, timeout: float) -> None:
-    """Run every survivor of the shard files again on the current tests; rewrite the shard files."""
-    for path in sorted(OUT.glob(f"mutants-*-of-{shards}.json")):
-        part = json.loads(path.read_text())
-        for m in part["mutants"]:
-            if m["status"] != "survived" or m["key"] not in by_key:
-                continue
-            status, failed, seconds = run_one(tree, by_key[m["key"]], TESTS[m["file"]], timeout)
-            m.update(status=status, failed=failed, status_before=m.get("status_before", "survived"))
-            m["seconds"] += seconds
-            print(f"{m['key']}: {status} {failed}", file=sys.stderr)
-        path.write_text(json.dumps(part, indent=1) + "\n")
-    write(shards)
-
-
-def write(shards: int) -> None:
-    """Merge the shard files of an n-shard run into mutants.json and mutants.md."""
-    parts = [json.loads(p.read_text()) for p in sorted(OUT.glob(f"mutants-*-of-{shards}.json"))]
-    mutants = [m for p in parts for m in p["mutants"]]
+def write(sample: set[str]) -> None:
+    """Merge the runs (the latest result of each mutant) into mutants.json and mutants.md."""
+    runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("mutants-run-*.json"))]
+    mutants = sorted(_previous().values(), key=lambda m: (not m.get("listed"), m["file"], m["line"]))
     for m in mutants:
         m["explained"] = EXPLAINED.get(m["key"])
-    summary = {"generated": parts[0]["run"]["generated"], "cap": parts[0]["run"]["cap"], "run": len(mutants),
-               "seconds": sum(p["run"]["seconds"] for p in parts), "cpu": parts[0]["run"]["cpu"],
-               "load_average": [p["run"]["load_average"][0] for p in parts],
-               "shards": [p["run"]["shard"] for p in parts]}
+    last = runs[-1]["run"]
+    summary = {"generated": last["generated"], "cap": last["cap"], "run": len(mutants),
+               "not_run_yet": len(sample - {m["key"] for m in mutants}), "runs": len(runs),
+               "seconds": sum(r["run"]["seconds"] for r in runs), "cpu": last["cpu"],
+               "load_average": [r["run"]["load_average"][0] for r in runs]}
     for m in mutants:
         summary[m["status"]] = summary.get(m["status"], 0) + 1
     _report(summary, mutants)
@@ -357,16 +349,18 @@ def _report(summary: dict, mutants: list[dict]) -> None:
     s = summary
     loads = ", ".join(f"{v:.1f}" for v in s["load_average"])
     lines = ["# Mutation run (benchmarks/mutants.py)", "",
-             f"{s['run']} mutants run ({len(LISTED)} listed + a seeded sample of {s['cap']} of the "
-             f"{s['generated']} generated; shards {', '.join(s['shards'])}), {s['seconds']:.0f} s, 1-minute "
-             f"load average at the end of each shard {loads}, {s['cpu']}.  Each mutant ran the tests of the "
-             "file it mutates (TESTS in the script), pytest -x, on a copy of the tree.", "",
+             f"{s['run']} mutants run in {s['runs']} runs ({len(LISTED)} listed + generated ones from a "
+             f"seeded sample of {s['cap']} of the {s['generated']} generated; {s['not_run_yet']} of the "
+             f"sample not run yet), {s['seconds']:.0f} s, 1-minute load average at the end of each run "
+             f"{loads}, {s['cpu']}.  Each mutant ran the tests of the file it mutates (TESTS in the "
+             "script), pytest -x, on a copy of the tree; a mutant's latest run counts.", "",
              "| status | count |", "| --- | --- |"]
-    lines += [f"| {k} | {summary[k]} |" for k in ("killed", "survived", "timeout", "invalid") if k in summary]
+    lines += [f"| {k} | {summary[k]} |" for k in ("killed", "survived", "timeout", "invalid", "gone")
+              if k in summary]
     lines += ["", "## The issue's mutants", "", "| mutant | status | killed by |", "| --- | --- | --- |"]
     lines += [f"| {m['what']} | {m['status']} | {m['failed']} |" for m in mutants if m.get("listed")]
     later = [m for m in mutants if m.get("status_before") == "survived" and m["status"] != "survived"]
-    lines += ["", "## Survived the first run, killed by a test added after it (--recheck)", "",
+    lines += ["", "## Survived a first run, killed by a test added after it", "",
               "| file:line | function | mutation | line | killed by |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {m['file']}:{m['line']} | {m['function']} | {m['what']} | `{m['source']}` | {m['failed']} |"
               for m in later]

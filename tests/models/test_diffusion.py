@@ -199,6 +199,22 @@ def _small_t_point_model(x_star):
     return _point_model(x_star, variance="fixed_small", delta=0.2, T=4, schedule="cosine")
 
 
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+def test_predict_reads_each_parameterization_as_the_same_denoiser(x_star, parameterization):
+    """PointMassNet off by delta in eps, whatever it outputs: eps_hat = (x_t - sqrt(abar) y*) / sqrt(1 - abar)
+    + delta and x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar), the pair that DDIM and the ODE read."""
+    model = _point_model(x_star, parameterization=parameterization, delta=0.3, T=100)
+    steps = torch.tensor([1, 20, 60, 100])
+    x_t = torch.randn(4, *x_star.shape[1:], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    abar = model.schedule.alpha_bar[steps].reshape(-1, 1, 1, 1)
+    y_star = model.signed(x_star).double()
+    eps = (x_t - abar.sqrt() * y_star) / (1 - abar).sqrt() + 0.3
+    with torch.no_grad():
+        p = model.predict(x_t, steps)
+    torch.testing.assert_close(p["eps"], eps)
+    torch.testing.assert_close(p["x0"], (x_t - (1 - abar).sqrt() * eps) / abar.sqrt())
+
+
 def test_mc_estimator_takes_exactly_the_values_of_its_definition(x_star):
     # one step per example: the estimate is (T - 1) L_t for one t in 2..T, each about equally often
     model = _small_t_point_model(x_star)
