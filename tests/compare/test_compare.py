@@ -174,3 +174,16 @@ def test_cli_refuses_bad_input_with_one_sentence(tmp_path, capsys):
     p = subprocess.run([sys.executable, "-m", "lowerbound", "compare", "--out", str(tmp_path / "c"),
                         "--families", "none"], capture_output=True, text=True, env=subprocess_env())
     assert p.returncode == 2 and "Nothing to compare" in p.stderr
+
+
+def test_seeds_train_one_run_directory_each_and_the_row_spreads_across_them(tmp_path):
+    cfg = CompareConfig(out=str(tmp_path / "s"), entries=[Entry("categorical", "categorical")], seeds=2,
+                        sample_n=0, progress=False)
+    result = compare(cfg)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith("categorical")) == \
+        ["categorical-seed0", "categorical-seed1"]
+    values = [r["value"] for r in result["runs"]]
+    row = result["entries"][0]
+    assert row["seeds"] == 2 and row["value"] == pytest.approx(sum(values) / 2)
+    assert row["seed_stderr"] == pytest.approx(abs(values[0] - values[1]) / 2)  # std of 2 / sqrt(2)
+    assert f"| {row['seed_stderr']:.4f} |" in (tmp_path / "s" / "compare.md").read_text()
