@@ -76,11 +76,7 @@ def _run_data(args) -> int:
                                  ("binarize", args.binarize)) if v is not None}
     if args.download:
         options["download"] = True
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option takes KEY=VALUE, got {item!r}.")
-        options[key] = _parse_value(value)
+    options.update(_key_values(args.option, "--option"))
     if args.n is not None and args.n < 1:
         raise UserError(f"--n must be a positive number of examples, got {args.n}.")
     ds = data.load(args.name, **options)
@@ -93,6 +89,17 @@ def _run_data(args) -> int:
 
 def _key_values(items: list[str], flag: str) -> dict:
     """KEY=VALUE strings -> a dict of parsed values."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} takes KEY=VALUE, got {item!r}.")
+        out[key] = _parse_value(value)
+    return out
+
+
+def _key_values(items: list[str], flag: str) -> dict:
+    """KEY=VALUE arguments as a dict of typed values; a malformed one is one sentence."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -267,6 +274,8 @@ def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="train every family on one data set for the same budget; "
                        "one table, compare.json/.md and a self-contained compare.html")
     p.add_argument("--data", default="digits", help="data set name (default digits)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a loader option of the data set, e.g. n_train=5000 (repeatable)")
     p.add_argument("--families", default="all",
                    help="'all' (every family that can model the data), a list like vae,diffusion, or none")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget of every family (default 5)")
@@ -288,11 +297,11 @@ def _run_compare(args) -> int:
     from .compare import CompareConfig, compare, entries_for
     from .train.run import Stopped
 
-    entries = [] if args.families.strip() == "none" else entries_for(args.families, args.data)
-    cfg = CompareConfig(out=args.out, data=args.data, entries=entries, minutes=args.minutes, seeds=args.seeds,
-                        runs=args.runs, sets=args.set, tight=not args.no_tight,
-                        tight_samples=args.tight_samples,
-                        sample_n=args.sample_n,
+    data_options = _key_values(args.data_option, "--data-option")
+    entries = [] if args.families.strip() == "none" else entries_for(args.families, args.data, data_options)
+    cfg = CompareConfig(out=args.out, data=args.data, data_options=data_options, entries=entries,
+                        minutes=args.minutes, seeds=args.seeds, runs=args.runs, sets=args.set,
+                        tight=not args.no_tight, tight_samples=args.tight_samples, sample_n=args.sample_n,
                         progress=not args.no_progress)
     try:
         result = compare(cfg)
