@@ -140,8 +140,10 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bo
                         "layout": {"levels": dataset.levels, "shape": list(dataset.shape)}}
             if model.fit_mode != "fit":
                 check_runtime(cfg, rt)
-            files = RunDir(run_dir, cfg.keep, cfg.num_samples) if rt.is_main else None
-            _agree(rt, lambda: _open(files, hold, resume, resolved))
+            opened: list[RunDir] = []  # rank 0's; a refusal there reaches every rank through _agree
+            _agree(rt, lambda: opened.append(_open(RunDir(run_dir, cfg.keep, cfg.num_samples), hold, resume,
+                                                   resolved)))
+            files = opened[0] if opened else None
             if rt.is_main and cfg.precision == "bf16" and rt.device.type == "cpu":
                 stderr_log(f"training under bf16 autocast on the CPU ({runtime.cpu_bf16()} instructions).")
             if rt.is_main and runtime.flush_denormals(rt.device):
@@ -161,11 +163,12 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bo
         return finish(cfg, rt, model, dataset, train_x, valid_x, files, info, progress)
 
 
-def _open(files: RunDir, hold: ExitStack, resume: bool, resolved: dict[str, Any]) -> None:
+def _open(files: RunDir, hold: ExitStack, resume: bool, resolved: dict[str, Any]) -> RunDir:
     """Rank 0: lock (and for a new run make) the run directory; `hold` releases the lock at the end."""
     hold.enter_context(files.open(resume=resume))
     if not resume:
         files.create(resolved)
+    return files
 
 
 def _model_options(model, cfg: TrainConfig) -> dict[str, Any]:
