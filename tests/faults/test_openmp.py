@@ -12,7 +12,6 @@ PROBE = ("import sys, os\n"
          "from lowerbound.cli import passive_openmp\n"
          "assert 'torch' not in sys.modules, 'importing the CLI must not load torch (and OpenMP)'\n"
          "passive_openmp()\n"
-         "import torch\n"
          "print(os.environ.get('OMP_WAIT_POLICY'))\n")
 
 
