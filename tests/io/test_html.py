@@ -22,7 +22,7 @@ def test_pictures_are_inlined_byte_for_byte_and_text_is_escaped(tmp_path):
     assert len(uris) == 2 and all(base64.b64decode(u) == png.read_bytes() for u in uris)
     assert "<script>x</script>" not in text and "&lt;script&gt;x&lt;/script&gt;" in text
     assert "<title>a &lt;b&gt; &amp; c</title>" in text
-    assert '<td data-sort="2.5">2.5</td>' in text and '<td data-sort="">-</td>' in text
+    assert '<td class="num" data-sort="2.5">2.5</td>' in text and '<td data-sort="">-</td>' in text
     assert '<td data-sort="plain">plain</td>' in text
     assert text.count("<script>") == 1  # only the sorting script
 

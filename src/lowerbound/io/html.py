@@ -19,13 +19,13 @@ from ..errors import UserError
 from .checkpoint import atomic_write_text
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 90em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+td.num { text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; cursor: pointer; user-select: none; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
-td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
 figcaption { font-size: 0.85em; color: #555; max-width: 30em; }
 img { max-width: 100%; image-rendering: pixelated; }
@@ -94,7 +94,8 @@ def _cell(c: Cell | str) -> str:
     if isinstance(key, float) and not math.isfinite(key):
         key = None
     sort = "" if key is None else (repr(float(key)) if isinstance(key, (int, float)) else str(key))
-    return f'<td data-sort="{html.escape(sort)}">{html.escape(c.text)}</td>'
+    attrs = ' class="num"' if isinstance(key, (int, float)) else ""  # numbers right-aligned
+    return f'<td{attrs} data-sort="{html.escape(sort)}">{html.escape(c.text)}</td>'
 
 
 def _figure(caption: str, path: Path) -> str:
