@@ -206,6 +206,7 @@ def test_iwae_objective_and_estimator_names():
     assert model.bound(x).estimator == "elbo"
     assert model.bound(x, estimator="iwae", samples=7).estimator == "iwae-k=7"
     assert model.bound(x, estimator="iwae", samples=1).variance is None  # one weight: no error bar
+    assert torch.isfinite(model.bound(x, estimator="iwae", samples=2).variance).all()  # two: the jackknife
 
 
 @pytest.mark.parametrize("options", [{"architecture": "conv", "channels": [4, 8], "conv_hidden": 16},
