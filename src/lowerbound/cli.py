@@ -238,15 +238,16 @@ def _eval_diffusers(args) -> dict:
 
     if args.diffusers is None or args.run_dir is not None:
         raise UserError("Give either a run directory or --diffusers DIR (with --data), not both.")
-    if args.checkpoint != "best" or args.samples_for_metrics is not None:
-        raise UserError("--checkpoint and --samples-for-metrics apply to run directories, not --diffusers.")
+    if args.checkpoint != "best":
+        raise UserError("--checkpoint applies to run directories, not --diffusers.")
     dataset = data.load(args.data or "digits")
     if dataset.levels is None:
         raise UserError(f"{dataset.name} is continuous; a diffusers model is scored on discrete levels.")
     model = load_diffusers(args.diffusers, levels=dataset.levels)
     return evaluate_model(model, dataset, args.split, estimator=args.estimator, samples=args.samples,
                           batch_size=args.batch_size or 256, seed=args.seed, device=args.device,
-                          source=f"diffusers: {args.diffusers}", options=_key_values(args.ode, "--ode"))
+                          source=f"diffusers: {args.diffusers}", options=_key_values(args.ode, "--ode"),
+                          samples_for_metrics=args.samples_for_metrics)
 
 
 def _add_sample(sub) -> None:

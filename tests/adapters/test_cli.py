@@ -85,3 +85,19 @@ def test_bad_folders_and_arguments_are_one_sentence(tmp_path, capsys):
     assert cli.main(["eval"]) == 2
     assert "run directory" in capsys.readouterr().err
     assert cli.main(["eval", "--diffusers", str(tmp_path), "--split", "valid"]) == 2
+
+
+def test_sample_metrics_of_a_diffusers_model(saved, capsys, tmp_path_factory, monkeypatch):
+    """--samples-for-metrics: the adapted model samples (ancestral, T steps), and the metrics are
+    those of eval.sample_quality on the same draws."""
+    from lowerbound.train.inspect import sample_metrics
+
+    monkeypatch.setenv("LOWERBOUND_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
+    pipeline, _, unet, sched = saved
+    argv = ["eval", "--diffusers", str(pipeline), "--estimator", "mc", "--samples", "1",
+            "--samples-for-metrics", "40", "--json"]
+    assert cli.main(argv) == 0
+    m = json.loads(capsys.readouterr().out)["sample_metrics"]
+    assert m["n_samples"] == 40 and m["split"] == "test"
+    again = sample_metrics(from_diffusers(unet, sched, levels=17), load("digits"), "test", None, 40, seed=0)
+    assert again["frechet_distance"] == pytest.approx(m["frechet_distance"], rel=1e-9)

@@ -69,3 +69,21 @@ def test_bad_schedules_and_names_are_one_sentence():
         from_denoiser(net, shape=(2,), levels=K, betas=[0.1], prediction="epsilon")
     with pytest.raises(UserError, match="time"):
         from_denoiser(net, shape=(2,), levels=K, betas=[0.1], time="seconds")
+
+
+def test_missing_diffusers_is_one_sentence_naming_the_extra(tmp_path, monkeypatch, capsys):
+    """Runs without diffusers installed too (CI's minimal install): its absence is simulated."""
+    import sys
+
+    from lowerbound import cli
+    from lowerbound.adapters import load_diffusers
+    from lowerbound.adapters._optional import EXTRA
+
+    (tmp_path / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    (tmp_path / "scheduler_config.json").write_text('{"_class_name": "DDPMScheduler"}')
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers raises ImportError
+    with pytest.raises(UserError) as e:
+        load_diffusers(tmp_path, levels=K)
+    assert str(e.value).endswith(f"install it with {EXTRA}.") and "diffusers" in str(e.value)
+    assert cli.main(["eval", "--diffusers", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{EXTRA}.")

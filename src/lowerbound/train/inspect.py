@@ -82,20 +82,26 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, estimator: str | N
 def evaluate_model(model, dataset, split: str = "test", *, estimator: str | None = None,
                    samples: int | None = None, batch_size: int = 256, seed: int | None = None,
                    device: str = "auto", progress: bool = True, source: str = "",
-                   options: dict | None = None) -> dict[str, Any]:
+                   options: dict | None = None, samples_for_metrics: int | None = None) -> dict[str, Any]:
     """The bound of a model made outside a run directory (adapters: a diffusers folder) on the data
-    set's test or train split, in the same result as evaluate_run; `source` names its weights."""
+    set's test or train split, in the same result as evaluate_run (with samples_for_metrics = N, its
+    sample metrics too); `source` names its weights."""
     if split not in ("test", "train"):
         raise UserError(f"A model trained elsewhere has no validation split here; use split test or "
                         f"train, not {split!r}.")
     for name, value in (("batch size", batch_size), ("number of samples", samples)):
         if value is not None and value < 1:
             raise UserError(f"The {name} must be at least 1, got {value}.")
+    if samples_for_metrics is not None and samples_for_metrics < 2:
+        raise UserError(f"--samples-for-metrics needs at least 2 samples, got {samples_for_metrics}.")
     dev = runtime.pick_device(device)
     model = model.to(dev)
     result = summarize_split(model, dataset, split, None, batch_size=batch_size,
                              seed=runtime.derive_seed(seed or 0, "eval"), device=dev, estimator=estimator,
                              samples=samples, progress=progress, options=options)
+    if samples_for_metrics:
+        result["sample_metrics"] = sample_metrics(model, dataset, split, None, samples_for_metrics, seed or 0,
+                                                  progress)
     return {**result, "weights": source}
 
 
