@@ -40,9 +40,9 @@ OUT = ROOT / "benchmarks" / "results"
 M, P, E = "tests/models/", "tests/prob/", "tests/eval/test_likelihood.py"
 SCORING = "tests/train/test_scoring.py"
 TESTS = {
-    "models/diffusion/ddpm.py": [M + "test_diffusion.py"],
-    "models/diffusion/schedule.py": [M + "test_diffusion.py"],
-    "models/diffusion/gaussian.py": [M + "test_diffusion.py"],
+    "models/diffusion/ddpm.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
+    "models/diffusion/schedule.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
+    "models/diffusion/gaussian.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
     "models/diffusion/vdm.py": [M + "test_vdm.py"],
     "models/vae.py": [M + "test_vae.py"],
     "models/decoders.py": [M + "test_decoders.py", M + "test_vae.py"],
@@ -53,7 +53,7 @@ TESTS = {
                       M + "test_vae.py"],
     "prob/vi.py": [P + "test_vi.py", P + "test_coverage.py"],
     "prob/bound.py": [E, M + "test_vae.py"],
-    "prob/units.py": [M + "test_decoders.py", M + "test_diffusion.py"],
+    "prob/units.py": [M + "test_decoders.py", M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
     "eval/likelihood.py": [E, SCORING],
     "train/scoring.py": [SCORING],
     "train/state.py": [SCORING],

@@ -55,6 +55,19 @@ class PointMassNet(nn.Module):
         return out
 
 
+def point_model(x_star, *, parameterization="eps", variance="fixed_large", delta=0.0, c=None, T=1000,
+                schedule="linear", loss="simple", levels=17, **kw):
+    """A Diffusion whose net is PointMassNet for the point mass x* (integer levels [1, *shape])."""
+    from lowerbound.models.diffusion import Diffusion, Schedule
+
+    sched = Schedule.make(schedule, T)
+    net = PointMassNet(sched, x_star.double() * 2 / (levels - 1) - 1, parameterization, delta, c, levels)
+    if variance == "learned_range" and loss == "simple":
+        loss = "hybrid"
+    return Diffusion(net, levels=levels, shape=tuple(x_star.shape[1:]), timesteps=T, schedule=schedule,
+                     parameterization=parameterization, variance=variance, loss=loss, **kw)
+
+
 def closed_form_bound(schedule, levels, x_star, variance, delta=0.0, c=None, per_step=False):
     """(prior, diffusion, reconstruction) in nats, numpy float64, for one example x* (integer levels);
     with per_step, diffusion is the array of its T - 1 terms L_2..L_T."""

@@ -11,7 +11,15 @@ import torch
 import torch.distributions as D
 from scipy import integrate
 
-from lowerbound.prob import LinearGaussian, elbo, iwae_bound, kl_divergence, monte_carlo
+from lowerbound.prob import (
+    LinearGaussian,
+    cross_entropy,
+    elbo,
+    entropy,
+    iwae_bound,
+    kl_divergence,
+    monte_carlo,
+)
 from lowerbound.prob.kl import TailWarning
 
 from ..coverage import assert_coverage
@@ -38,6 +46,17 @@ def test_monte_carlo_kl_of_a_light_tailed_pair_covers_the_closed_form():
         est = kl_divergence(q, p, method="mc", num_samples=300, generator=_gen(1))
     assert_coverage(est.value, est.stderr, kl_divergence(q, p).value[0])
     assert est.tail_k is not None and torch.isinf(est.stderr).double().mean() < 0.03  # rarely refused
+
+
+def test_monte_carlo_entropy_and_cross_entropy_cover_their_closed_forms():
+    q = D.Normal(torch.zeros(R, dtype=F64), torch.full((R,), 0.7, dtype=F64))
+    p = D.Laplace(torch.full((R,), 0.5, dtype=F64), torch.ones(R, dtype=F64))
+    h = entropy(q, method="mc", num_samples=300, generator=_gen(7))
+    assert_coverage(h.value, h.stderr, entropy(q).value[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TailWarning)
+        ce = cross_entropy(q, p, method="mc", num_samples=300, generator=_gen(8))
+    assert_coverage(ce.value, ce.stderr, cross_entropy(q, p).value[0])
 
 
 def test_heavy_tailed_kl_warns_instead_of_a_confident_interval():
