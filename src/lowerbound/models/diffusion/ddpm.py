@@ -40,6 +40,7 @@ from .timesteps import TimestepSampler, TimestepSampling
 Parameterization = Literal["eps", "x0", "v", "categorical"]
 Variance = Literal["fixed_small", "fixed_large", "learned_range"]
 LossName = Literal["simple", "vlb", "hybrid"]
+Rows = Literal["mixed", "kl", "decoder"]
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -146,22 +147,30 @@ class Diffusion(GenerativeModel):
     def _log_posterior(self, x_t: Tensor, abar: Tensor, logits: Tensor) -> Tensor:
         """categorical: log p(x_0 = level k | x_t) [B, K, *shape] float64, net logits + log q(x_t | k);
         abar [B, 1, ...] (x_t's dims) float64."""
+        return torch.log_softmax(self._posterior_logits(x_t, abar, logits), dim=1)
+
+    def _posterior_logits(self, x_t: Tensor, abar: Tensor, logits: Tensor) -> Tensor:
+        """[B, K, *shape] float64: net logits + log q(x_t | k) up to a constant in k.  Of the Gaussian
+        exponent -(x_t - sqrt(abar) c_k)^2 / (2 (1 - abar)) only the terms in c_k are kept: the x_t^2
+        term is the same for every level and cancels in the softmax, and dropping it saves work and
+        the cancellation of two large numbers at low noise."""
         xt = x_t.double()[:, None]
-        logits = logits.double().reshape(x_t.shape[0], self.levels, *x_t.shape[1:])
+        logits = logits.reshape(x_t.shape[0], self.levels, *x_t.shape[1:])  # float64 by promotion below
         abar = abar[:, None]
         centres = torch.linspace(-1.0, 1.0, self.levels, dtype=torch.float64, device=xt.device)
         centres = centres.reshape(1, -1, *([1] * (xt.dim() - 2)))
-        loglik = -(xt - abar.sqrt() * centres) ** 2 / (2 * (1 - abar))
-        return torch.log_softmax(logits + loglik, dim=1)
+        inv = 1.0 / (1 - abar)
+        return logits + centres * (xt * (abar.sqrt() * inv)) - centres.square() * (0.5 * abar * inv)
 
     def _x0_eps(self, x_t: Tensor, abar: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
         """The net's output read as (x0_hat, eps_hat), float64, per the parameterization, at noise
         level abar [B, 1, ...] (x_t's dims) float64."""
-        xt, o = x_t.double(), out.double()
+        xt = x_t.double()
+        o = out if self.parameterization == "categorical" else out.double()  # logits: promoted where used
         sa, s1 = abar.sqrt(), (1 - abar).sqrt()
         if self.parameterization == "categorical":
             centres = torch.linspace(-1.0, 1.0, self.levels, dtype=torch.float64, device=xt.device)
-            post = self._log_posterior(x_t, abar, out).exp()
+            post = torch.softmax(self._posterior_logits(x_t, abar, out), dim=1)
             x0 = (post * centres.reshape(1, -1, *([1] * (xt.dim() - 1)))).sum(1)
             eps = (xt - sa * x0) / s1
         elif self.parameterization == "eps":
@@ -236,25 +245,27 @@ class Diffusion(GenerativeModel):
             self.train(was_training)
 
     # ------------------------------------------------------------------ the terms of the bound
-    def _terms(self, y0: Tensor, x: Tensor, i: Tensor, noise: Tensor,
-               freeze_mean: bool = False) -> tuple[Tensor, Tensor]:
+    def _terms(self, y0: Tensor, x: Tensor, i: Tensor, noise: Tensor, freeze_mean: bool = False,
+               rows: Rows = "mixed") -> tuple[Tensor, Tensor | None]:
         """One net call: (L_i [N] nats float64, mse [N] of the parameterization's own target; for
         categorical, the cross-entropy of the true level in nats per dimension).
 
         L_i is KL(q(x_{i-1}|x_i, x_0) || p(x_{i-1}|x_i)) for i >= 2 and -log p(x_0|x_1) for i = 1, each
-        summed over dimensions.  freeze_mean stops L_i's gradient to the mean (the hybrid loss)."""
+        summed over dimensions.  freeze_mean stops L_i's gradient to the mean (the hybrid loss).
+        rows: "mixed" (training: any steps; both L_i forms are computed and the mse is returned),
+        "kl" (every i >= 2) or "decoder" (every i = 1): a bound's rows, where only the L_i form its
+        steps use is computed and the mse (None) is not: most of the cost of scoring is float64
+        arithmetic on [N, K, D] tensors, not the net."""
         x_t = self.q_sample(y0, i, noise)
         out, out_var = self._net(x_t, i)
         p = self._reverse(x_t, i, out.detach() if freeze_mean else out, out_var)
+        loss_i = self._kl_rows(y0, x_t, i, p) if rows != "decoder" else None
+        if rows != "kl":
+            nll = self._decoder_rows(y0, x, p)
+            loss_i = nll if loss_i is None else torch.where(i == 1, nll, loss_i)
+        if rows != "mixed":
+            return loss_i, None
         nd = y0.dim()
-        q_mean = self._c("posterior_coef_x0", i, nd) * y0 + self._c("posterior_coef_xt", i, nd) * x_t
-        q_logvar = self._log_small.to(i.device)[i].reshape(-1, *([1] * (nd - 1)))  # unused at i = 1
-        kl = normal_kl(q_mean, q_logvar, p["mean"], p["logvar"]).flatten(1).sum(1)
-        if self.levels is None:
-            nll = -gaussian_log_density(y0, p["mean"], p["logvar"])
-        else:
-            nll = -discretized_gaussian_log_likelihood(x, p["mean"], 0.5 * p["logvar"], self.levels)
-        loss_i = torch.where(i == 1, nll.flatten(1).sum(1), kl)
         if self.parameterization == "categorical":  # cross-entropy of the true level, nats per dim
             log_post = self._log_posterior(x_t, self._c("alpha_bar", i, nd), out)
             return loss_i, -log_post.gather(1, x[:, None].long()).flatten(1).mean(1)
@@ -264,16 +275,40 @@ class Diffusion(GenerativeModel):
         mse = (out.double() - target.double()).pow(2).flatten(1).mean(1)
         return loss_i, mse
 
+    def _kl_rows(self, y0: Tensor, x_t: Tensor, i: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """KL(q(x_{i-1}|x_i, x_0) || p(x_{i-1}|x_i)) summed over dimensions, [N] nats float64."""
+        nd = y0.dim()
+        q_mean = self._c("posterior_coef_x0", i, nd) * y0 + self._c("posterior_coef_xt", i, nd) * x_t
+        q_logvar = self._log_small.to(i.device)[i].reshape(-1, *([1] * (nd - 1)))  # unused at i = 1
+        return normal_kl(q_mean, q_logvar, p["mean"], p["logvar"]).flatten(1).sum(1)
+
+    def _decoder_rows(self, y0: Tensor, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """-log p(x_0 | x_1) summed over dimensions, [N] nats float64 (p: the reverse step at i = 1)."""
+        if self.levels is None:
+            nll = -gaussian_log_density(y0, p["mean"], p["logvar"])
+        else:
+            nll = -discretized_gaussian_log_likelihood(x, p["mean"], 0.5 * p["logvar"], self.levels)
+        return nll.flatten(1).sum(1)
+
+    def _chunk_rows(self) -> int:
+        """Rows per net call while scoring: at most self.chunk, and few enough that the widest float64
+        tensor of a row's terms ([K, D] for categorical, [D] otherwise) stays near 2^20 elements (8 MB),
+        which keeps the elementwise work in cache: measured 2-3x faster than 4096 rows on digits."""
+        width = self.dims * (self.levels if self.parameterization == "categorical" else 1)
+        return max(1, min(self.chunk, (1 << 20) // width))
+
     def _rows(self, y0: Tensor, x: Tensor, example: Tensor, steps: Tensor,
               generator: torch.Generator | None) -> Tensor:
         """L_i [N] float64 for the (example, step) pairs given as example [N], steps [N], evaluated
         in chunks of at most self.chunk rows so memory stays bounded."""
-        out = []
-        for s in range(0, example.numel(), self.chunk):
-            e, i = example[s:s + self.chunk], steps[s:s + self.chunk]
+        first = steps == 1
+        rows: Rows = "decoder" if bool(first.all()) else "kl" if not bool(first.any()) else "mixed"
+        out, chunk = [], self._chunk_rows()
+        for s in range(0, example.numel(), chunk):
+            e, i = example[s:s + chunk], steps[s:s + chunk]
             noise = torch.randn((e.numel(), *y0.shape[1:]), generator=generator, device=y0.device,
                                 dtype=y0.dtype)
-            out.append(self._terms(y0[e], x[e], i, noise)[0])
+            out.append(self._terms(y0[e], x[e], i, noise, rows=rows)[0])
         return torch.cat(out)
 
     def prior(self, y0: Tensor) -> Tensor:
