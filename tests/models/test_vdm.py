@@ -250,7 +250,7 @@ def test_fourier_features_reach_the_net():
 def test_registry_config_and_bad_input():
     assert isinstance(build("vdm", {"unet_channels": 8}, 17, (1, 8, 8)).net, UNet)  # auto
     m = build("vdm", {"width": 16, "depth": 1, "schedule_hidden": 8, "net": "mlp"}, 17, (1, 8, 8))
-    assert isinstance(m.net.inner, TimeMLP) and m.estimators == ("mc", "ode")
+    assert isinstance(m.net.inner, TimeMLP) and m.estimators == ("mc", "lds", "ode")
     # automatic choices for K = 17: gamma_0 = -13.3 + 2 log(255/16), features of period one bin
     assert m.config.gamma_min == pytest.approx(-7.7627, abs=1e-4) and m.config.fourier == (3, 4)
     assert m.net.inner.d_in == 64 * 5

@@ -1,4 +1,5 @@
-"""Low-noise Monte Carlo over timesteps: importance-sampled, stratified draws of t for the DDPM bound.
+"""Low-noise Monte Carlo over timesteps: importance-sampled, stratified draws of t for the DDPM bound,
+and randomly shifted lattices of t for the VDM's (lattice_times, at the end).
 
 Nichol & Dhariwal 2021 ("Improved DDPM", sec. 3.3) sample the step t of L_vlb with probability
 q_t proportional to sqrt(E[L_t^2]) and weight each draw by 1 / q_t, which keeps the estimate
@@ -128,3 +129,14 @@ def importance_draws(model, y0: Tensor, x: Tensor, k: int, generator: torch.Gene
     else:
         q = pilot_proposal(rows, b, T, floor, generator=generator, device=y0.device)
     return importance_rows(rows, q, k, b, generator)
+
+
+def lattice_times(groups: int, m: int, batch: int, generator: torch.Generator | None = None, *,
+                  dtype=torch.float64, device=None) -> Tensor:
+    """Times [groups, m, batch] in [0, 1): per group and example a randomly shifted lattice
+    t_j = mod(u + j / m, 1) (Kingma et al. 2021's low-discrepancy sampler, App. I.1), the shifts u
+    independent, so the groups are independent replicates of one stratified estimate and the spread
+    of their means gives an honest variance (Owen, ch. 17: randomized quasi-Monte Carlo)."""
+    u = torch.rand((groups, 1, batch), generator=generator, dtype=dtype, device=device)
+    j = torch.arange(m, dtype=dtype, device=device)[None, :, None] / m
+    return torch.remainder(u + j, 1.0)

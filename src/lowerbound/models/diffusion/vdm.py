@@ -42,6 +42,7 @@ from ...prob.bound import Bound
 from ...prob.units import from_signed, to_signed
 from ..base import GenerativeModel
 from ..registry import register
+from .importance import lattice_times
 from .ode import Flow, ode_bound
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -123,7 +124,7 @@ class VDM(GenerativeModel):
     (gamma_max - gamma_min), the normalized log inverse SNR."""
 
     family = "vdm"
-    estimators = ("mc", "ode")
+    estimators = ("mc", "lds", "ode")
     tight_estimator = ("mc", 64)  # more draws of t: same expectation, smaller Monte Carlo error
     iterative_sampler = True
 
@@ -288,28 +289,35 @@ class VDM(GenerativeModel):
         """Upper bound on -log P(x), [B] nats per term: the diffusion and reconstruction terms
         averaged over k = samples independent draws of (t, eps) (default config.bound_samples);
         Bound.variance is the [B] variance of the total's estimate (sample variance / k; None
-        when k = 1).  estimator "ode": the probability-flow likelihood (ode.py; samples =
+        when k = 1).  estimator "lds": t on randomly shifted lattices mod(u + j / m, 1) (paper App. I.1),
+        in 2 (k < 8) or 4 independent groups of m = k // groups, variance from the spread of the group
+        means (importance.lattice_times).  estimator "ode": the probability-flow likelihood (ode.py; samples =
         Hutchinson probes, options = ode.ODEOptions as a dict)."""
         if estimator == "ode":
             return self._ode(x, samples, generator, options)
-        if estimator not in (None, "mc"):
-            raise UserError(f"VDM's bound has the estimators 'mc' and 'ode'; got {estimator!r}.")
+        if estimator not in (None, "mc", "lds"):
+            raise UserError(f"VDM's bound has the estimators 'mc', 'lds' and 'ode'; got {estimator!r}.")
         if options:
-            raise UserError("VDM's mc estimator takes no options; only ode does.")
+            raise UserError(f"VDM's {estimator or 'mc'} estimator takes no options; only ode does.")
         k = samples if samples is not None else self.config.bound_samples
-        if k < 1:
-            raise UserError(f"bound samples must be at least 1, got {k}.")
+        lds = estimator == "lds"
+        if k < (2 if lds else 1):
+            raise UserError(f"bound samples must be at least {2 if lds else 1}, got {k}.")
+        groups = (4 if k >= 8 else 2) if lds else k  # lds: independent replicates of a lattice of k / groups
+        k -= k % groups
         y = self._encode(x)
         b = y.shape[0]
         yk = y.repeat(k, *[1] * (y.dim() - 1))
         xk = x.repeat(k, *[1] * (x.dim() - 1))
-        t = torch.rand((k * b,), generator=generator, dtype=y.dtype, device=y.device)
+        t = (lattice_times(groups, k // groups, b, generator, dtype=y.dtype, device=y.device).flatten() if lds
+             else torch.rand((k * b,), generator=generator, dtype=y.dtype, device=y.device))
         diff = self._diffusion(yk, t, generator)[0].view(k, b)
         recon = self._reconstruction(xk, yk, generator).view(k, b)
         prior = self._prior(y)
-        variance = (diff + recon).var(0) / k if k > 1 else None
+        means = (diff + recon).view(groups, k // groups, b).mean(1)  # independent replicates
+        variance = means.var(0) / groups if groups > 1 else None
         terms = {"prior": prior, "diffusion": diff.mean(0), "reconstruction": recon.mean(0)}
-        return Bound(terms, f"vdm-mc-k={k}", exact=False, dims=self.dims, variance=variance)
+        return Bound(terms, f"vdm-{estimator or 'mc'}-k={k}", exact=False, dims=self.dims, variance=variance)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
