@@ -3,10 +3,10 @@ the estimator's own standard error on the digits test set, and its wall time.
 
 For the default digits DDPM: "mc" (t uniform on 2..T, Ho et al. 2020) against "is" (t importance-sampled
 in proportion to sqrt(E[L_t^2]) and stratified, Nichol & Dhariwal 2021 sec. 3.3), with the proposal from
-the training sampler's history (auto) or from a pilot.  For the default VDM: "mc" (t uniform) against
-"lds" (randomly shifted lattices in t, Kingma et al. 2021 App. I.1).  Goal of the issue: the estimator's
-own stderr at most 0.005 bits/dim on the 360 test images in under 60 s.  The models are trained for
---minutes through `lowerbound compare`, or taken from --ddpm-run / --vdm-run.
+a pilot on the test batch (default) or from the training sampler's history.  For the default VDM: "mc"
+(t uniform) against "lds" (randomly shifted lattices in t, Kingma et al. 2021 App. I.1).  Goal of the
+issue: the estimator's own stderr at most 0.005 bits/dim on the 360 test images in under 60 s.
+The models are trained for --minutes through `lowerbound compare`, or taken from --ddpm-run / --vdm-run.
 
     flock /work/bench.lock python benchmarks/diffusion_mc_noise.py [--minutes 2] [--ddpm-run DIR]
 
@@ -20,8 +20,8 @@ import time
 from common import Entry, machine, parser, run, write
 from lowerbound.train.inspect import evaluate_run
 
-DDPM = [("mc", 16, None), ("mc", 64, None), ("is", 16, None), ("is", 16, {"proposal": "pilot"}),
-        ("is", 32, None)]
+DDPM = [("mc", 16, None), ("mc", 64, None), ("is", 16, None), ("is", 16, {"proposal": "history"}),
+        ("is", 64, None), ("is", 128, None)]
 VDM = [("mc", 16, None), ("mc", 64, None), ("lds", 16, None), ("lds", 64, None)]
 
 

@@ -66,9 +66,9 @@ def test_pilot_proposal_follows_the_root_mean_square_of_the_terms(x_star):
     """With exact, deterministic terms, q_t is the floor plus (1 - floor) times each bin's term share."""
     model, steps = _point(x_star)
     exact = torch.tensor(steps)
-    q = pilot_proposal(lambda e, t: exact[t - 2], 8, model.timesteps, 0.1,
+    q = pilot_proposal(lambda e, t: exact[t - 2], 8, model.timesteps, 0.1, budget=64,
                        generator=torch.Generator().manual_seed(0))
-    edges = log_bins(model.timesteps)
+    edges = log_bins(model.timesteps, 64)
     assert q.sum().item() == pytest.approx(1.0) and (q >= 0.1 / 49 - 1e-15).all()
     singles = [int(e) for e, f in zip(edges[:-1], edges[1:]) if f - e == 1]  # one-step bins: exact share
     w = torch.zeros(49, dtype=torch.float64)
