@@ -10,6 +10,12 @@ under the benchmark lock.
     flock /work/bench.lock python benchmarks/torchrun_exit.py [--runs 20] [--label after]
         [--competitors 0] [--out benchmarks/results/torchrun_exit.json]
 
+`--mechanism` runs, instead of training, the smallest program that shows the cause: one DDP step on
+gloo, destroy_process_group, then one rank leaves 0.05 s after the other (alternating which), ending
+either through the ordinary interpreter exit (`--exit plain`) or through lowerbound's
+runtime.end_worker (`--exit end_worker`).  DDP keeps the gloo threads alive after
+destroy_process_group, and the ordinary exit of the first rank to leave then aborts.
+
 `--competitors N` runs N busy-looping processes beside it (the failure was seen on a loaded machine).
 A worker that aborts leaves a core file (the core size limit is lifted for the runs); the script
 prints the aborting thread's backtrace from it with gdb, when gdb is installed, and deletes the core.
@@ -58,12 +64,31 @@ def backtrace(core: Path) -> str:
     return out.stdout[-20000:]
 
 
-def one_run(folder: Path, i: int) -> dict:
+def mechanism_worker(exit_mode: str, late: int) -> None:
+    """One DDP step on gloo, destroy_process_group, rank `late` leaves 0.05 s after the other."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 1))
+    ddp(torch.ones(2, 3)).sum().backward()
+    del ddp
+    dist.destroy_process_group()
+    if int(os.environ["RANK"]) == late:
+        time.sleep(0.05)
+    if exit_mode == "end_worker":
+        from lowerbound.train.runtime import end_worker
+
+        end_worker(0)
+
+
+def one_run(folder: Path, i: int, exit_mode: str | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cwd = folder / f"cwd{i}"
     cwd.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "lowerbound", *TRAIN, "--run-dir", str(folder / f"run{i}")]
+    program = (["-m", "lowerbound", *TRAIN, "--run-dir", str(folder / f"run{i}")] if exit_mode is None else
+               [str(Path(__file__).resolve()), "--worker", exit_mode, "--late", str(i % 2)])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd,
                          preexec_fn=_allow_cores)
@@ -82,14 +107,20 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--label", default="current")
     p.add_argument("--competitors", type=int, default=0)
+    p.add_argument("--mechanism", action="store_true", help="the minimal DDP exit program, not training")
+    p.add_argument("--exit", default="plain", choices=["plain", "end_worker"])
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--late", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--out", default="benchmarks/results/torchrun_exit.json")
     args = p.parse_args()
+    if args.worker:
+        return mechanism_worker(args.worker, args.late)
     runs = []
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.competitors)]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(args.runs):
-                r = one_run(Path(tmp), i)
+                r = one_run(Path(tmp), i, args.exit if args.mechanism else None)
                 runs.append(r)
                 print(f"run {i + 1:2d}/{args.runs}: exit {r['returncode']}, abort message "
                       f"{'yes' if r['abort_message'] else 'no'}, {r['seconds']} s", flush=True)
@@ -104,8 +135,9 @@ def main() -> None:
     aborted = sum(r["abort_message"] for r in runs)
     rate = failed / n
     result = {"label": args.label, "competitors": args.competitors,
-              "command": "torchrun --standalone --nproc_per_node=2 -m lowerbound "
-              + " ".join(TRAIN), "runs": n, "failed": failed, "abort_messages": aborted,
+              "command": f"mechanism, exit {args.exit}" if args.mechanism else
+              "torchrun --standalone --nproc_per_node=2 -m lowerbound " + " ".join(TRAIN),
+              "runs": n, "failed": failed, "abort_messages": aborted,
               "failure_rate": rate, "stderr": math.sqrt(rate * (1 - rate) / n),
               "upper95_if_none": 3 / n if failed == 0 else None,
               "median_seconds": sorted(r["seconds"] for r in runs)[n // 2],
