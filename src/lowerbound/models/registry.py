@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -43,16 +43,20 @@ class Family:
     config_cls: type
     build: Callable[[Any, int | None, tuple[int, ...]], GenerativeModel]
     summary: str = ""
+    # loop options this family trains best with (e.g. a smaller batch), under the user's own options
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, config_cls: type, summary: str = ""):
-    """Decorator: register `build(config, levels, shape)` as family `name` configured by config_cls."""
+def register(name: str, config_cls: type, summary: str = "", train_defaults: dict[str, Any] | None = None):
+    """Decorator: register `build(config, levels, shape)` as family `name` configured by config_cls.
+    train_defaults: loop options (TrainConfig keys, e.g. {"batch_size": 32}) that replace the loop's
+    defaults for this family; a config file, flags and --set still override them."""
 
     def deco(build):
-        _FAMILIES[name] = Family(name, config_cls, build, summary)
+        _FAMILIES[name] = Family(name, config_cls, build, summary, dict(train_defaults or {}))
         return build
 
     return deco

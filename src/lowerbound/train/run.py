@@ -77,8 +77,8 @@ def configure(family: str | None, layers: list[dict[str, Any]], sets: list[str],
         return cfg, Path(run_dir)
     if not family:
         raise UserError("Name the model family to train, e.g. lowerbound train independent --data digits.")
-    registry.get(family)  # unknown family: one sentence before anything else happens
-    cfg = resolve({"family": family}, *layers, sets=sets)
+    defaults = registry.get(family).train_defaults  # unknown family: one sentence before anything else
+    cfg = resolve({"family": family, **defaults}, *layers, sets=sets)
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = f"runs/{family}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', cfg.data)}-{stamp}"
