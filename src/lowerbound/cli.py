@@ -88,17 +88,6 @@ def _run_data(args) -> int:
 
 
 def _key_values(items: list[str], flag: str) -> dict:
-    """KEY=VALUE strings -> a dict of parsed values."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} takes KEY=VALUE, got {item!r}.")
-        out[key] = _parse_value(value)
-    return out
-
-
-def _key_values(items: list[str], flag: str) -> dict:
     """KEY=VALUE arguments as a dict of typed values; a malformed one is one sentence."""
     out = {}
     for item in items:
