@@ -79,6 +79,18 @@ def test_pilot_proposal_follows_the_root_mean_square_of_the_terms(x_star):
         assert q[t - 2].item() == pytest.approx(want.item(), rel=0.35)  # other bins' rows vary
 
 
+def test_pilot_weights_are_root_mean_squares_not_means():
+    """T = 5: every bin is one step.  Step 2's rows are 0 or 2 (half each: rms sqrt 2, mean 1), step 3's
+    always 1, steps 4-5's 0: q = (1 - floor) (sqrt 2, 1, 0, 0) / (1 + sqrt 2) + floor / 4."""
+    def rows(example, step):
+        half = (torch.arange(step.numel()) % 2).double() * 2
+        return torch.where(step == 2, half, (step == 3).double())
+
+    q = pilot_proposal(rows, 3, 5, 0.5, budget=40, generator=torch.Generator().manual_seed(0))
+    want = 0.5 * torch.tensor([2 ** 0.5, 1.0, 0.0, 0.0], dtype=torch.float64) / (1 + 2 ** 0.5) + 0.125
+    torch.testing.assert_close(q, want)
+
+
 def test_is_variance_covers_the_quadrature_value():
     """A net that reads x_t: the mean is the quadrature value, and the reported variance's 95% interval
     (groups of 50 copies) holds it at least as often as 95% says (successive differences err high)."""
