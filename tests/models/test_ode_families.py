@@ -191,7 +191,9 @@ def test_eval_command_scores_a_run_with_the_ode(tmp_path, capsys, request):
     assert main(["eval", str(d), "--estimator", "ode", "--samples", "1", "--ode", "rtol=1e-3",
                  "--ode", "atol=1e-3", "--split", "valid", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    # the default dequantization (auto) uses the family's decoder: its reconstruction term is there
     assert out["estimator"] == "ode-dopri5-rtol=0.001" and set(out["terms"]) == {"prior", "divergence",
+                                                                                 "reconstruction",
                                                                                  "dequantization"}
     nfe = out["extras"]["nfe"]["value"]  # a count, not scaled to bits/dim
     assert nfe >= 8 and nfe == int(nfe)
