@@ -53,7 +53,7 @@ def from_diffusers(unet: nn.Module, scheduler, *, levels: int = 256, shape: tupl
     """Our `Diffusion` around `unet` (called as unet(x, s).sample, s = 0..T-1) with the scheduler's
     betas, prediction type, variance type and clipping (module docstring); variance / clip_x0 override
     the scheduler's.  levels: K of the data (256 for 8-bit images); shape: (C, H, W), by default the
-    UNet's config (in_channels, sample_size, sample_size)."""
+    UNet's config (in_channels, sample_size, sample_size).  The UNet is put in eval mode (dropout off)."""
     config = _config(scheduler)
     prediction = config.get("prediction_type", "epsilon")
     if prediction not in _PREDICTIONS:
