@@ -8,8 +8,7 @@ its test bound is the one the run reports; then --samples samples (fixed seed) a
 its hash in the JSON; numbers are comparable within one feature net only).  The same number of
 samples for every family, since FD's bias and precision/recall's k-NN balls depend on it.
 
-    flock /work/bench.lock python benchmarks/digits_sample_quality.py --families gan,vae
-    flock /work/bench.lock python benchmarks/digits_sample_quality.py --families diffusion,vdm
+    flock /work/bench.lock python benchmarks/digits_sample_quality.py --skip-done    # repeat until all are in
     python benchmarks/digits_sample_quality.py --table          # print the table of what is stored
 
 Results accumulate by family in benchmarks/results/digits_sample_quality.json (or --out).  The
@@ -35,7 +34,7 @@ from lowerbound.train import run as run_module
 from lowerbound.train.inspect import sample_metrics
 
 RESULTS = Path(__file__).parent / "results" / "digits_sample_quality.json"
-MINUTES = {"gan": 5.0, "vae": 2.0, "diffusion": 3.0, "vdm": 3.0}
+MINUTES = {"gan": 5.0, "vae": 1.0, "diffusion": 2.0, "vdm": 2.0}
 PRDC = ("precision", "recall", "density", "coverage", "memorization")
 SETS = {"gan": ["eval_every=250", "patience=20", "lr=2e-4"], "vae": [], "diffusion": [], "vdm": []}
 
@@ -105,13 +104,22 @@ def main() -> None:
     p.add_argument("--root", default="/tmp/lowerbound-sample-quality", help="where the run directories go")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--table", action="store_true", help="only print the stored table")
+    p.add_argument("--skip-done", action="store_true", help="leave out families already stored")
+    p.add_argument("--hold-minutes", type=float, default=11.5,
+                   help="stop before a family whose budget + 3 minutes of scoring would pass this")
     args = p.parse_args()
     torch.set_num_threads(min(2, args.threads))
     out = Path(args.out)
     stored = json.loads(out.read_text()) if out.is_file() else {"rows": {}}
+    start = time.perf_counter()
     if not args.table:
         for family in [f for f in args.families.split(",") if f]:
             minutes = args.minutes if args.minutes is not None else MINUTES.get(family, 5.0)
+            if args.skip_done and family in stored["rows"]:
+                continue
+            if (time.perf_counter() - start) / 60 + minutes + 3 > args.hold_minutes:
+                print(f"{family}: left for another run (the lock is held at most {args.hold_minutes:g} min)")
+                continue
             print(f"{family}: {minutes:g} minutes; load average {os.getloadavg()}", flush=True)
             stored["rows"][family] = one_family(family, minutes, args.samples, Path(args.root))
             out.parent.mkdir(parents=True, exist_ok=True)
