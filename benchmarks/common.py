@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from lowerbound.compare import CompareConfig, Entry, compare
+from machine_info import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
@@ -56,15 +56,7 @@ def options(sets: list[str]) -> dict[str, Any]:
 def machine(threads: int) -> dict[str, Any]:
     """CPU model, cores, torch threads and the load average at the end: the machine is shared, so
     time-budgeted numbers measured under load are pessimistic."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
             "load_average": [round(v, 2) for v in os.getloadavg()],
             "note": "a shared machine: time-budgeted numbers under load are pessimistic"}
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from machine_info import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "df6aa7c"  # main just before issue 16's scoring changes
@@ -42,14 +43,6 @@ print(json.dumps({"seconds": seconds, "estimator": b.estimator,
 """
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def export_tree(rev: str, into: Path) -> Path:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from lowerbound._config import to_dict
 from lowerbound.models import registry
 from lowerbound.train import run
+from machine_info import cpu_model
 
 # Loop options of this benchmark beyond the run's defaults (the model's defaults are the family's).
 # Small batches at a larger step: more updates in the budget (measured on validation: batch 32 at lr 3e-3
@@ -42,14 +42,6 @@ REFERENCES = {"em_mixture_20": 2.21, "vdm_10min": 1.766, "vae_iwae_1000": 2.050,
               "independent_categorical": 2.424}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def model_summary(cfg) -> tuple[int, dict]:

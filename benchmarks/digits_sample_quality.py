@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import lowerbound
 from lowerbound import data as datasets
 from lowerbound.train import run as run_module
 from lowerbound.train.inspect import sample_metrics
+from machine_info import cpu_model
 
 RESULTS = Path(__file__).parent / "results" / "digits_sample_quality.json"
 MINUTES = {"gan": 5.0, "vae": 1.0, "diffusion": 2.0, "vdm": 2.0}
@@ -39,14 +39,6 @@ PRDC = ("precision", "recall", "density", "coverage", "memorization")
 SETS = {"gan": ["eval_every=250", "patience=20", "lr=2e-4"], "vae": [], "diffusion": [], "vdm": []}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def one_family(family: str, minutes: float, samples: int, root: Path) -> dict:

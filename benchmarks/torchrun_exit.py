@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -36,19 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine_info import cpu_model
+
 ABORT = "terminate called without an active exception"
 TRAIN = ["train", "vae", "--data", "digits", "--steps", "20", "--checkpoint-every", "10",
          "--batch-size", "32", "--device", "cpu"]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _allow_cores() -> None:
