@@ -14,7 +14,7 @@ from torch import nn
 
 from lowerbound.models import registry
 from lowerbound.models.diffusion import Diffusion
-from lowerbound.models.diffusion.ddpm import _neighbour_variance
+from lowerbound.models.diffusion.vlb import neighbour_variance as _neighbour_variance
 
 from ..coverage import assert_coverage
 from .diffusion_oracles import (

@@ -33,10 +33,10 @@ from ...prob.bound import Bound
 from ...prob.units import LN2, from_signed, to_signed
 from ..base import GenerativeModel
 from .gaussian import discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl
-from .importance import importance_draws
 from .ode import Flow, ode_bound
 from .schedule import Schedule, ScheduleName
 from .timesteps import TimestepSampler, TimestepSampling
+from .vlb import diffusion_term
 
 Parameterization = Literal["eps", "x0", "v", "categorical"]
 Variance = Literal["fixed_small", "fixed_large", "learned_range"]
@@ -48,17 +48,6 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise UserError(f"Unknown {what} {value!r}; choose one of: {', '.join(allowed)}.")
     return value
-
-
-def _neighbour_variance(rows: Tensor) -> Tensor:
-    """sum_t Var(L_t) [B] from one draw of each of the terms rows [n >= 2, B] (independent draws whose
-    means change slowly with t), by successive differences (von Neumann et al. 1941): half the squared
-    differences of neighbours, plus half again the first and the last, so that the end terms (L_T can
-    hold most of the variance) count in full.  In expectation: each end term's variance once, their
-    neighbours' 1.5 times, the others' once, plus the squared changes of the means between neighbours:
-    it errs high, never low."""
-    d2 = (rows[1:] - rows[:-1]).pow(2)
-    return d2.sum(0) / 2 + (d2[0] + d2[-1]) / 2
 
 
 class Diffusion(GenerativeModel):
@@ -346,19 +335,11 @@ class Diffusion(GenerativeModel):
               generator: torch.Generator | None = None, options: dict | None = None) -> Bound:
         """Upper bound on -log P(x), [B] nats per term: prior, diffusion, reconstruction.
 
-        estimator "full" (default): every step t = 2..T ("vlb-T=1000"), each E_q over x_t estimated by
-        one draw.  estimator "mc": diffusion = (T - 1) * mean of L_t over `samples` steps t ~ U{2..T}
-        per example (default 16), unbiased ("vlb-mc-k=16").  Both: prior in closed form; reconstruction
-        the mean of two draws of x_1.  Bound.variance [B] is the variance of the total's estimate due
-        to those draws: the reconstruction's from its two draws, plus for "mc" the sample variance of
-        the k draws / k, for "full" the successive-difference estimate of the T - 1 one-draw terms'
-        variances (_neighbour_variance).  None where it cannot be estimated (mc with k = 1; full with
-        T = 2).  The mc variance is unbiased, but where L_t varies widely across t (a few steps hold
-        most of the bound) its normal interval needs many pooled draws to cover.
-        estimator "is": diffusion from k stratified draws of t with probability q_t proportional to
-        sqrt(E[L_t^2]), each weighted 1 / (k q_t), unbiased (importance.py; "vlb-is-k=16"); variance
-        by successive differences of the k strata, which errs high; options {"proposal", "floor"}
-        (importance.importance_draws).
+        estimator "full" (default, all T steps), "mc" (k uniform steps) or "is" (k importance-sampled,
+        stratified steps; options {"proposal", "floor"}): the diffusion term by vlb.diffusion_term; the
+        prior in closed form; the reconstruction the mean of two draws of x_1.  Bound.variance [B]: the
+        variance of the total's estimate due to those draws (the reconstruction's from its two draws plus
+        the diffusion estimator's), None where it cannot be estimated (mc/is with k = 1, full with T = 2).
         estimator "ode": the probability-flow likelihood of flow() (ode.py: terms prior, divergence,
         dequantization; samples = Hutchinson probes; options = ode.ODEOptions as a dict)."""
         estimator = _choice(estimator or "full", self.estimators, "estimator")
@@ -368,39 +349,13 @@ class Diffusion(GenerativeModel):
                              generator=generator, decoder=lambda z: self._decoder_nll(x, z))
         if options and estimator != "is":
             raise UserError(f"The {estimator} estimator takes no options; only ode and is do.")
-        y0, b, T = self.signed(x), x.shape[0], self.timesteps
-        ex = torch.arange(b, device=y0.device)
-        pair = self._rows(y0, x, ex.repeat(2), torch.ones(2 * b, dtype=torch.long, device=y0.device),
-                          generator).reshape(2, b)
+        y0, b = self.signed(x), x.shape[0]
+        pair = self._rows(y0, x, torch.arange(b, device=y0.device).repeat(2),
+                          torch.ones(2 * b, dtype=torch.long, device=y0.device), generator).reshape(2, b)
         recon = pair.mean(0)
         recon_var = (pair.detach()[0] - pair.detach()[1]).pow(2) / 4  # the variance of a mean of 2 draws
-        variance = None
-        if estimator == "full" and T < 2:  # no steps between the decoder and the prior
-            diff, name = torch.zeros(b, dtype=torch.float64, device=y0.device), f"vlb-T={T}"
-            variance = recon_var
-        elif estimator == "full":
-            steps = torch.arange(2, T + 1, device=y0.device)
-            example, step = ex.repeat(steps.numel()), steps.repeat_interleave(b)
-            rows = self._rows(y0, x, example, step, generator).reshape(-1, b)
-            diff, name = rows.sum(0), f"vlb-T={T}"
-            if T > 2:
-                variance = _neighbour_variance(rows.detach()) + recon_var
-        else:
-            k = 16 if samples is None else int(samples)
-            if k < 1:
-                raise UserError(f"The {estimator} estimator needs samples >= 1, got {samples}.")
-            if T >= 2 and estimator == "is":
-                rows = importance_draws(self, y0, x, k, generator, options or {})
-                diff = rows.sum(0)
-                variance = _neighbour_variance(rows.detach()) + recon_var if k > 1 else None
-            elif T < 2:
-                diff, variance = torch.zeros(b, dtype=torch.float64, device=y0.device), recon_var
-            else:
-                step = torch.randint(2, T + 1, (k * b,), generator=generator, device=y0.device)
-                draws = (T - 1) * self._rows(y0, x, ex.repeat(k), step, generator).reshape(k, b)
-                diff = draws.mean(0)
-                variance = draws.detach().var(0) / k + recon_var if k > 1 else None
-            name = f"vlb-{estimator}-k={k}"
+        diff, variance, name = diffusion_term(self, y0, x, estimator, samples, options or {}, generator)
+        variance = None if variance is None else variance + recon_var
         terms = {"prior": self.prior(y0), "diffusion": diff, "reconstruction": recon}
         return Bound(terms, name, exact=False, dims=self.dims, variance=variance)
 

@@ -10,7 +10,7 @@ Owen's "Monte Carlo theory, methods and examples" (ch. 8-10): each stratum j of 
     D = sum_j L_{t_j} / (k q_{t_j})        E[D] = sum_t q_t L_t / q_t = sum_{t=2..T} L_t.
 
 The k rows are independent (one U_j and one x_t draw each), so Var(D) is the sum of the rows'
-variances; ddpm._neighbour_variance estimates it from neighbouring strata, erring high, never low.
+variances; vlb.neighbour_variance estimates it from neighbouring strata, erring high, never low.
 
 The proposal q over 2..T is sqrt(E[L_t^2]) mixed with a uniform floor (share `floor`, so no q_t is
 0 and no weight exceeds (T - 1) / floor).  E[L_t^2] comes by default from a pilot: fresh draws of
