@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ from torch import Tensor
 
 from ..data.base import Dataset
 from ..errors import UserError
+from ..models import work
 from ..models.base import GenerativeModel
 from ..prob.bound import Bound
 from ..prob.estimate import Estimate
@@ -112,6 +116,33 @@ def batch_generator(seed: int, index: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(int(state) & (2**63 - 1))
 
 
+class ExampleBar:
+    """A tqdm bar to stderr over the n examples of a split.  Inside batch(lo, size) the model's bound
+    reports the share of its work done (models/work.py: timestep rows, draws, ODE time), moved to
+    lo + share * size examples, so a batch of minutes moves the bar (and its ETA) as it goes; an
+    estimator that reports nothing moves it at the batch's end."""
+
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.0f} examples [{elapsed}<{remaining}]"
+
+    def __init__(self, n: int, desc: str):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=n, desc=desc, leave=False, bar_format=self.FORMAT, file=sys.stderr)
+
+    def _to(self, position: float) -> None:
+        if position > self.bar.n:  # never backwards
+            self.bar.update(position - self.bar.n)
+
+    @contextmanager
+    def batch(self, lo: int, size: int) -> Iterator[None]:
+        with work.metered(lambda fraction: self._to(lo + fraction * size)):
+            yield
+        self._to(lo + size)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _check(model: GenerativeModel, dataset: Dataset, estimator: str | None, samples: int | None,
            batch_size: int, options: dict | None = None) -> None:
     if not getattr(model, "has_likelihood", True):
@@ -150,8 +181,6 @@ def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
     the train split; `split` then only names them ("train", "valid", "test", ...) while the data
     set still gives the layout and, where known, the true density.  options: the estimator's own
     options (e.g. the ode estimator's rtol), passed to model.bound."""
-    from tqdm.auto import tqdm
-
     _check(model, dataset, estimator, samples, batch_size, options)
     extra = {"options": options} if options else {}
     if x is not None and tuple(x.shape[1:]) != tuple(dataset.shape):
@@ -166,19 +195,21 @@ def likelihood(model: GenerativeModel, dataset: Dataset, split: str = "test", *,
     model.eval()
     bounds: list[Bound] = []
     truth: list[Tensor] = []
+    bar = ExampleBar(len(data), f"bound on {dataset.name} {split}") if progress else None
     try:
         with torch.no_grad():
-            starts = range(0, len(data), batch_size)
-            for i, lo in enumerate(tqdm(starts, desc=f"bound on {dataset.name} {split}",
-                                        disable=not progress, leave=False)):
+            for i, lo in enumerate(range(0, len(data), batch_size)):
                 xb = data[lo:lo + batch_size]
                 g = batch_generator(seed, i, device)
-                b = model.bound(xb.to(device), estimator=estimator, samples=samples, generator=g, **extra)
+                with bar.batch(lo, len(xb)) if bar is not None else nullcontext():
+                    b = model.bound(xb.to(device), estimator=estimator, samples=samples, generator=g, **extra)
                 bounds.append(_to_cpu(b))
                 if dataset.truth is not None:
                     truth.append(dataset.truth.log_prob(xb).detach().double().cpu())
     finally:
         model.train(was_training)
+        if bar is not None:
+            bar.close()
     return _summarize(Bound.cat(bounds), truth, model, dataset, split, time.perf_counter() - start)
 
 

@@ -36,6 +36,7 @@ from ..errors import UserError
 from ..prob.bound import Bound
 from ..prob.tails import log_mean_exp_variance
 from ..prob.units import bin_width, from_signed, to_signed
+from . import work
 from .base import GenerativeModel
 from .flows.base import ActNorm, Bijection, Compose, standard_normal_log_prob
 from .registry import register
@@ -183,19 +184,28 @@ class Flow(GenerativeModel):
     def _chunk(self, batch: int) -> int:
         return max(1, self.config.chunk_elements // max(1, batch * self.dims))
 
-    def _dequantization_bound(self, x: Tensor, n: int, generator) -> Bound:
+    def _draws(self, x: Tensor, n: int, generator) -> tuple[Tensor, Tensor]:
+        """_log_weights of n draws in chunks (memory bounded; each chunk moves the progress bar,
+        models/work.py): log p [n, B], log q [n, B]."""
         m = self._chunk(x.shape[0])
-        log_p, log_q = zip(*[self._log_weights(x, min(m, n - i), generator) for i in range(0, n, m)])
-        log_p, log_q = torch.cat(log_p), torch.cat(log_q)
+        work.plan(n)
+        log_p, log_q = [], []
+        for i in range(0, n, m):
+            p, q = self._log_weights(x, min(m, n - i), generator)
+            log_p.append(p)
+            log_q.append(q)
+            work.advance(p.shape[0])
+        return torch.cat(log_p), torch.cat(log_q)
+
+    def _dequantization_bound(self, x: Tensor, n: int, generator) -> Bound:
+        log_p, log_q = self._draws(x, n, generator)
         variance = (log_p - log_q).var(0) / n if n > 1 else None
         terms = {"nll": -log_p.mean(0), "dequantization": log_q.mean(0)}
         return Bound(terms, f"dequantization-s={n}", dims=self.dims, variance=variance)
 
     def _iw_bound(self, x: Tensor, k: int, generator) -> Bound:
-        chunk = self._chunk(x.shape[0])
-        log_p, log_q = zip(*[self._log_weights(x, min(chunk, k - i), generator) for i in range(0, k, chunk)])
-        log_q = torch.cat(log_q)
-        log_w = torch.cat(log_p) - log_q  # [K, B]: log p(y + w(u - 1/2)) w^D / q(u | x)
+        log_p, log_q = self._draws(x, k, generator)
+        log_w = log_p - log_q  # [K, B]: log p(y + w(u - 1/2)) w^D / q(u | x)
         nll = math.log(k) - torch.logsumexp(log_w, 0)
         plain = -log_w.mean(0)
         variance = log_mean_exp_variance(log_w).to(nll.dtype) if k > 1 else None

@@ -30,6 +30,7 @@ from ..prob.bound import Bound
 from ..prob.kl import kl_divergence
 from ..prob.tails import log_mean_exp_variance
 from ..prob.units import to_signed
+from . import work
 from .base import GenerativeModel
 from .decoders import make_decoder
 from .registry import register
@@ -200,7 +201,11 @@ class VAE(GenerativeModel):
         q = self.posterior(x)
         per_draw = max(1, x.shape[0] * self.dims * self.likelihood.num_params)
         chunk = max(1, self.config.chunk_elements // per_draw)
-        parts = [self._log_weights(x, q, min(chunk, k - start), generator) for start in range(0, k, chunk)]
+        work.plan(k)
+        parts = []
+        for start in range(0, k, chunk):
+            parts.append(self._log_weights(x, q, min(chunk, k - start), generator))
+            work.advance(parts[-1].shape[0])  # draws done, for the progress bar (models/work.py)
         log_w = torch.cat(parts)  # [K, B]: K log-weights per example, small beside the decoder's outputs
         nll = math.log(k) - torch.logsumexp(log_w, 0)
         neg_elbo = -log_w.mean(0)

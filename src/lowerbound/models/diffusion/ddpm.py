@@ -31,12 +31,13 @@ from torch import Tensor, nn
 from ...errors import UserError
 from ...prob.bound import Bound
 from ...prob.units import LN2, from_signed, to_signed
+from .. import work
 from ..base import GenerativeModel
 from .gaussian import discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl
 from .ode import Flow, ode_bound
 from .schedule import Schedule, ScheduleName
 from .timesteps import TimestepSampler, TimestepSampling
-from .vlb import diffusion_term
+from .vlb import diffusion_term, planned_rows
 
 Parameterization = Literal["eps", "x0", "v", "categorical"]
 Variance = Literal["fixed_small", "fixed_large", "learned_range"]
@@ -299,6 +300,7 @@ class Diffusion(GenerativeModel):
             noise = torch.randn((e.numel(), *y0.shape[1:]), generator=generator, device=y0.device,
                                 dtype=y0.dtype)
             out.append(self._terms(y0[e], x[e], i, noise, rows=rows)[0])
+            work.advance(e.numel())
         return torch.cat(out)
 
     def prior(self, y0: Tensor) -> Tensor:
@@ -350,6 +352,7 @@ class Diffusion(GenerativeModel):
         if options and estimator != "is":
             raise UserError(f"The {estimator} estimator takes no options; only ode and is do.")
         y0, b = self.signed(x), x.shape[0]
+        work.plan(2 * b + planned_rows(self, b, estimator, samples, options or {}))
         pair = self._rows(y0, x, torch.arange(b, device=y0.device).repeat(2),
                           torch.ones(2 * b, dtype=torch.long, device=y0.device), generator).reshape(2, b)
         recon = pair.mean(0)

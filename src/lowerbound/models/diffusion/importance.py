@@ -65,6 +65,17 @@ def history_proposal(history: Tensor, floor: float) -> Tensor:
     return mix_floor(history[1:].double().pow(2).mean(1).sqrt(), floor)
 
 
+def pilot_per_bin(bins: int, budget: int) -> int:
+    """Pilot rows per bin: the budget spread over the bins, at least 2 each."""
+    return max(2, math.ceil(budget / bins))
+
+
+def pilot_rows(batch: int, timesteps: int, k: int, bins: int = 64) -> int:
+    """The rows the default pilot of importance_draws evaluates for k draws on a batch."""
+    nb = log_bins(timesteps, bins).numel() - 1
+    return nb * pilot_per_bin(nb, math.ceil(k * batch / PILOT_SHARE))
+
+
 def pilot_proposal(rows: Rows, batch: int, timesteps: int, floor: float, *, budget: int, bins: int = 64,
                    generator: torch.Generator | None = None, device=None) -> Tensor:
     """q over steps 2..T from a pilot of about `budget` rows: per log-spaced bin the same number of rows
@@ -73,7 +84,7 @@ def pilot_proposal(rows: Rows, batch: int, timesteps: int, floor: float, *, budg
     edges = log_bins(timesteps, bins).to(device)
     sizes = edges[1:] - edges[:-1]
     nb = sizes.numel()
-    m = max(2, math.ceil(budget / nb))
+    m = pilot_per_bin(nb, budget)
     u = torch.rand((nb, m), generator=generator, device=device, dtype=torch.float64)
     step = (edges[:-1, None] + (u * sizes[:, None]).floor().long()).flatten()
     example = torch.randint(0, batch, (step.numel(),), generator=generator, device=device)

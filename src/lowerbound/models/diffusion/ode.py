@@ -49,6 +49,7 @@ from torch import Tensor
 from ..._config import from_dict
 from ...errors import UserError
 from ...prob.bound import Bound
+from .. import work
 
 ADAPTIVE = ("dopri5", "dopri8", "bosh3", "adaptive_heun")
 FIXED = ("rk4", "midpoint", "euler")
@@ -153,20 +154,18 @@ def basis(like: Tensor) -> Tensor:
     return eye[:, None, :].expand(d, b, d).reshape(d, *like.shape)
 
 
-def solve(flow: Flow, z0: Tensor, probes: Tensor, options: ODEOptions, *, exact: bool,
-          progress: bool | None = None) -> tuple[Tensor, Tensor, int]:
+def solve(flow: Flow, z0: Tensor, probes: Tensor, options: ODEOptions, *, exact: bool
+          ) -> tuple[Tensor, Tensor, int]:
     """Integrate (z, int v^T (df/dz) v dt) from t0 to t1 with the probes FIXED for the whole solve.
 
     z0 [B, *shape]; probes [P, B, *shape].  Returns (z_t1 [B, *shape] float64, integrals [k, B]
-    float64, NFE): k = P for Hutchinson, k = 1 for exact (the P = D basis terms summed)."""
+    float64, NFE): k = P for Hutchinson, k = 1 for exact (the P = D basis terms summed).  Progress
+    (models/work.py): B examples times the furthest t reached, the NFE total being unknown ahead."""
     from torchdiffeq import odeint
-    from tqdm.auto import tqdm
 
     b, p = z0.shape[0], probes.shape[0]
     flat = probes.reshape(p * b, *z0.shape[1:])
-    nfe = [0]
-    bar = tqdm(total=flow.t1 - flow.t0, desc="ode solve", disable=None if progress is None else not progress,
-               leave=False, unit="t", bar_format="{l_bar}{bar}| t={n:.3f} {postfix}")
+    nfe, reached = [0], [flow.t0]
 
     def func(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         nfe[0] += 1
@@ -175,8 +174,10 @@ def solve(flow: Flow, z0: Tensor, probes: Tensor, options: ODEOptions, *, exact:
             f = flow.drift(zr, t)
             (vjp,) = torch.autograd.grad(f, zr, flat)
         tr = (vjp * flat).flatten(1).sum(1).view(p, b)
-        bar.n = float(t) - flow.t0
-        bar.set_postfix_str(f"nfe={nfe[0]}", refresh=True)
+        now = min(float(t), flow.t1)
+        if now > reached[0]:  # rejected steps and stage evaluations behind the front count nothing
+            work.advance(b * (now - reached[0]))
+            reached[0] = now
         return f[:b].detach(), (tr.sum(0, keepdim=True) if exact else tr).detach()
 
     state0 = (z0.to(torch.float64), torch.zeros(1 if exact else p, b, dtype=torch.float64, device=z0.device))
@@ -190,8 +191,7 @@ def solve(flow: Flow, z0: Tensor, probes: Tensor, options: ODEOptions, *, exact:
         z, acc = odeint(func, state0, times, method=options.solver, **kwargs)
     except (AssertionError, RuntimeError) as e:  # torchdiffeq: "underflow in dt", "max_num_steps"
         raise ODEFailed(f"The ODE solver {options.solver} failed ({e}); no likelihood is reported.") from None
-    finally:
-        bar.close()
+    work.advance(b * (flow.t1 - reached[0]))  # a solver whose last evaluation is before t1 (euler)
     z1, integral = z[-1], acc[-1]
     if not (torch.isfinite(z1).all() and torch.isfinite(integral).all()):
         raise ODEFailed(f"The ODE solver {options.solver} reached non-finite values; "
@@ -245,6 +245,7 @@ def ode_bound(flow: Flow, y: Tensor, *, levels: int | None, probes: int | None, 
     if k < 1:
         raise UserError(f"The ode estimator needs at least one Hutchinson probe, got {probes}.")
     exact = y[0].numel() <= opts.exact_dims
+    work.plan((y.shape[0] + min(opts.check, y.shape[0])) * (flow.t1 - flow.t0))  # the solve, then the check's
     z0, deq = _start(flow, y, levels, opts, decoder, generator)
     vecs = basis(z0) if exact else rademacher(k, z0, generator)  # drawn once, kept for both solves
     terms, variance, nfe = flow_terms(flow, z0, vecs, opts, exact=exact)

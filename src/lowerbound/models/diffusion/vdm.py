@@ -40,6 +40,7 @@ from ...nets.monotone import MonotoneSchedule
 from ...nets.time_mlp import TimeMLP
 from ...prob.bound import Bound
 from ...prob.units import from_signed, to_signed
+from .. import work
 from ..base import GenerativeModel
 from ..registry import register
 from .importance import lattice_times
@@ -127,6 +128,7 @@ class VDM(GenerativeModel):
     estimators = ("mc", "lds", "ode")
     tight_estimator = ("mc", 64)  # more draws of t: same expectation, smaller Monte Carlo error
     iterative_sampler = True
+    BOUND_CHUNK = 1024  # rows (draws x examples) per net call of bound()
 
     def __init__(self, config: VDMConfig | None = None, *, levels: int | None,
                  shape: tuple[int, ...], net: nn.Module | None = None):
@@ -198,13 +200,16 @@ class VDM(GenerativeModel):
         sq = y.flatten(1).pow(2)
         return 0.5 * (a2 * (sq - 1.0) + F.softplus(-g1)).sum(1)
 
-    def _diffusion(self, y: Tensor, t: Tensor, generator) -> tuple[Tensor, Tensor, Tensor]:
+    def _diffusion(self, y: Tensor, t: Tensor, generator, eps: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
         """y [B, *shape], t [B] -> (L_diff [B] nats, s [B], ds/dt [B]) with s the normalized
-        schedule (returned so that training can reroute its gradient)."""
+        schedule (returned so that training can reroute its gradient); eps [B, *shape] drawn here
+        unless given."""
         g0, g1 = self.schedule.endpoints()
         s, ds = self.schedule.normalized(t)
         gamma, dgamma = g0 + (g1 - g0) * s, (g1 - g0) * ds
-        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        if eps is None:
+            eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         view = (-1,) + (1,) * (y.dim() - 1)
         alpha = torch.sigmoid(-gamma).sqrt().view(view)
         sigma = torch.sigmoid(gamma).sqrt().view(view)
@@ -311,13 +316,25 @@ class VDM(GenerativeModel):
         xk = x.repeat(k, *[1] * (x.dim() - 1))
         t = (lattice_times(groups, k // groups, b, generator, dtype=y.dtype, device=y.device).flatten() if lds
              else torch.rand((k * b,), generator=generator, dtype=y.dtype, device=y.device))
-        diff = self._diffusion(yk, t, generator)[0].view(k, b)
+        diff = self._chunked_diffusion(yk, t, generator).view(k, b)
         recon = self._reconstruction(xk, yk, generator).view(k, b)
         prior = self._prior(y)
         means = (diff + recon).view(groups, k // groups, b).mean(1)  # independent replicates
         variance = means.var(0) / groups if groups > 1 else None
         terms = {"prior": prior, "diffusion": diff.mean(0), "reconstruction": recon.mean(0)}
         return Bound(terms, f"vdm-{estimator or 'mc'}-k={k}", exact=False, dims=self.dims, variance=variance)
+
+    def _chunked_diffusion(self, y: Tensor, t: Tensor, generator) -> Tensor:
+        """L_diff [N] of _diffusion for N = k B rows, the net asked BOUND_CHUNK rows at a time (memory
+        stays bounded, and the progress bar moves: models/work.py); the draws are those of one call."""
+        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        work.plan(y.shape[0])
+        parts = []
+        for lo in range(0, y.shape[0], self.BOUND_CHUNK):
+            hi = lo + self.BOUND_CHUNK
+            parts.append(self._diffusion(y[lo:hi], t[lo:hi], None, eps[lo:hi])[0])
+            work.advance(parts[-1].shape[0])
+        return torch.cat(parts)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ...errors import UserError
-from .importance import importance_draws
+from .importance import importance_draws, pilot_rows
 
 if TYPE_CHECKING:
     from .ddpm import Diffusion
@@ -32,6 +32,19 @@ def neighbour_variance(rows: Tensor) -> Tensor:
     it errs high, never low."""
     d2 = (rows[1:] - rows[:-1]).pow(2)
     return d2.sum(0) / 2 + (d2[0] + d2[-1]) / 2
+
+
+def planned_rows(model: Diffusion, b: int, estimator: str, samples: int | None, options: dict) -> int:
+    """The (example, step) rows diffusion_term evaluates on a batch of b examples: its work for the
+    progress bar (models/work.py), each row one net call's share."""
+    T = model.timesteps
+    if T < 2:
+        return 0
+    if estimator == "full":
+        return (T - 1) * b
+    k = 16 if samples is None else int(samples)
+    pilot = estimator == "is" and options.get("proposal", "pilot") == "pilot"
+    return k * b + (pilot_rows(b, T, k) if pilot else 0)
 
 
 def diffusion_term(model: Diffusion, y0: Tensor, x: Tensor, estimator: str, samples: int | None,
