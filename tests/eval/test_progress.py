@@ -46,8 +46,8 @@ def _x(n=20):
 def _bound(model, x, estimator, samples, options):
     extra = {"options": options} if options else {}
     with torch.no_grad():
-        return model.bound(x, estimator=estimator, samples=samples, generator=torch.Generator().manual_seed(2),
-                           **extra)
+        g = torch.Generator().manual_seed(2)
+        return model.bound(x, estimator=estimator, samples=samples, generator=g, **extra)
 
 
 def _same(a, b):
