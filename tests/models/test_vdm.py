@@ -248,7 +248,7 @@ def test_fourier_features_reach_the_net():
 
 
 def test_registry_config_and_bad_input():
-    assert isinstance(build("vdm", {"unet_channels": 8}, 17, (1, 8, 8)).net, UNet)  # auto
+    assert isinstance(build("vdm", {"unet": {"channels": 8}}, 17, (1, 8, 8)).net, UNet)  # auto
     m = build("vdm", {"width": 16, "depth": 1, "schedule_hidden": 8, "net": "mlp"}, 17, (1, 8, 8))
     assert isinstance(m.net.inner, TimeMLP) and m.estimators == ("mc", "lds", "ode")
     # automatic choices for K = 17: gamma_0 = -13.3 + 2 log(255/16), features of period one bin

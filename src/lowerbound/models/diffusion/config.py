@@ -16,24 +16,11 @@ from torch import Tensor, nn
 
 from ...errors import UserError
 from ...nets.time_mlp import TimeMLP
-from ...nets.unet import UNet
 from ..registry import register
 from .ddpm import Diffusion, LossName, Parameterization, Variance
+from .options import UNetOptions, unet_from_options
 from .schedule import ScheduleName
 from .timesteps import TimestepSampling
-
-
-@dataclass
-class UNetOptions:
-    """Sizes of the UNet; the defaults fit 8x8 digits on a CPU."""
-
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2)
-    num_res_blocks: int = 1
-    attention_resolutions: tuple[int, ...] = (4,)
-    dropout: float = 0.1
-    heads: int = 1
-    groups: int = 8
 
 
 @dataclass
@@ -95,14 +82,7 @@ def make_net(config: DiffusionConfig, levels: int | None, shape: tuple[int, ...]
         if len(shape) != 3 or shape[1] != shape[2]:
             raise UserError(f"The UNet needs square images [C, H, W], got examples of shape {shape}; "
                             "use net mlp.")
-        o = config.unet
-        try:
-            return UNet(shape[0], mult * shape[0], image_size=shape[1], channels=o.channels,
-                        channel_mult=tuple(o.channel_mult), num_res_blocks=o.num_res_blocks,
-                        attention_resolutions=tuple(o.attention_resolutions), dropout=o.dropout,
-                        heads=o.heads, groups=o.groups)
-        except ValueError as e:
-            raise UserError(f"Invalid unet options: {e}.") from None
+        return unet_from_options(config.unet, shape[0], mult * shape[0], shape[1])
     o, d = config.mlp, math.prod(shape)
     try:
         mlp = TimeMLP(d, mult * d, width=o.width, depth=o.depth, emb_dim=o.emb_dim, dropout=o.dropout)

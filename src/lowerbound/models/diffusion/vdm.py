@@ -28,7 +28,7 @@ gradient clipping is not dominated by it).  The endpoints gamma_0, gamma_1 get t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -45,6 +45,7 @@ from ..base import GenerativeModel
 from ..registry import register
 from .importance import lattice_times
 from .ode import Flow, ode_bound
+from .options import UNetOptions, unet_from_options
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -62,8 +63,8 @@ class VDMConfig:
     features and needs no 1/sigma gain).  bound_samples: default k of bound().
     sample_steps: T of the ancestral sampler.  net "auto": the UNet for images [C, H, W] (on digits
     it reaches 1.91 bits/dim where the MLP stalls at 2.40), the TimeMLP otherwise.
-    width/depth/emb_dim: the TimeMLP (net "mlp");
-    unet_channels: the UNet's base width (net "unet"); dropout: either.
+    width/depth/emb_dim/dropout: the TimeMLP (net "mlp"); unet: the UNet's sizes (net "unet",
+    config.UNetOptions, e.g. --set unet.channels=64).
     scale: continuous data only, y = x / scale."""
 
     gamma_min: float | None = None
@@ -75,7 +76,7 @@ class VDMConfig:
     net: Literal["auto", "mlp", "unet"] = "auto"
     parameterization: Literal["eps", "x"] = "eps"
     width: int = 512
-    unet_channels: int = 32
+    unet: UNetOptions = field(default_factory=lambda: UNetOptions(dropout=0.0))
     depth: int = 3
     emb_dim: int = 64
     dropout: float = 0.0
@@ -149,10 +150,7 @@ class VDM(GenerativeModel):
         if kind == "unet":
             if len(self.shape) != 3:
                 raise UserError(f"vdm.net 'unet' needs image data [C, H, W], got shape {self.shape}.")
-            from ...nets.unet import UNet  # lazily: only image models pay for it
-
-            return UNet(self.shape[0] * width, self.shape[0], image_size=self.shape[1],
-                        channels=c.unet_channels, dropout=c.dropout)
+            return unet_from_options(c.unet, self.shape[0] * width, self.shape[0], self.shape[1])
         inner = TimeMLP(self.dims * width, self.dims, width=c.width, depth=c.depth,
                         emb_dim=c.emb_dim, dropout=c.dropout)
         return _Flat(inner, self.shape)
