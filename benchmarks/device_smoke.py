@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from machine_info import cpu_model
 
 PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
@@ -79,17 +80,21 @@ def main() -> None:
             extra = [a for s in args.cifar_set for a in ("--set", s)]
             for prec in ("fp32", "bf16"):
                 jobs[f"{cfg.stem}/{prec}"] = base + [
-                    family, "--config", str(cfg), *extra, "--set", f"data=npy:{fake}", "--set", "data_options={levels: 256}",
+                    family, "--config", str(cfg), *extra, "--set", f"data=npy:{fake}",
+                    "--set", "data_options={levels: 256}",
                     "--steps", "30", "--eval-every", "30", "--checkpoint-every", "30",
                     "--set", "eval_batch_size=64", "--device", args.device, "--precision", prec,
                     "--run-dir", f"{args.runs}/{cfg.stem}-{prec}", "--json"]
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = dict(zip(jobs, pool.map(lambda c: run(c, env), jobs.values())))
-    print(f"| run | ok | test bound (bits/dim or nats, estimator) | examples/s | seconds |\n| --- | --- | --- | --- | --- |")
+    print("| run | ok | test bound (bits/dim or nats, estimator) | examples/s | seconds |")
+    print("| --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         ok = r["returncode"] == 0 and r.get("finite")
-        bound = f"{r['bits_per_dim']:.3f} ({r['estimator']})" if r.get("bits_per_dim") is not None else r.get("error", "")
-        print(f"| {name} | {'yes' if ok else 'NO'} | {bound} | {r.get('examples_per_s') or 0:.0f} | {r['seconds']} |")
+        bound = (f"{r['bits_per_dim']:.3f} ({r['estimator']})" if r.get("bits_per_dim") is not None
+                 else r.get("error", ""))
+        print(f"| {name} | {'yes' if ok else 'NO'} | {bound} | {r.get('examples_per_s') or 0:.0f} | "
+              f"{r['seconds']} |")
     import torch
 
     out = Path(args.out or f"benchmarks/results/device_smoke_{args.device}.json")

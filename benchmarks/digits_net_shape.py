@@ -113,7 +113,8 @@ def main() -> None:
             hist = curve(root / name)
             best = min(hist, key=lambda r: r[1]) if hist else None
             results[name] = {
-                "sets": configs[name], "returncode": proc.returncode, "wall_seconds": round(time.time() - start, 1),
+                "sets": configs[name], "returncode": proc.returncode,
+                "wall_seconds": round(time.time() - start, 1),
                 "best_valid": {"step": best[0], "bits_per_dim": best[1]} if best else None,
                 "valid_curve": hist,
                 "final": None if final is None else {
@@ -128,18 +129,21 @@ def main() -> None:
                   f"test {f.get('test', {}).get('bits_per_dim', float('nan')):.4f} "
                   f"ex/s {f.get('examples_per_s', 0) or 0:.0f}  ({time.time() - t0:.0f} s)", flush=True)
     rows = sorted(results.items(), key=lambda kv: (kv[1]["best_valid"] or {}).get("bits_per_dim", 99))
-    print(f"\n| config | best valid bpd (step) | test bpd +- stderr (estimator) | steps | ex/s on {args.device} |")
+    print(f"\n| config | best valid bpd (step) | test bpd +- stderr (estimator) | steps | "
+          f"ex/s on {args.device} |")
     print("| --- | --- | --- | --- | --- |")
     for name, r in rows:
         f, b = r["final"], r["best_valid"]
-        test = f"{f['test']['bits_per_dim']:.4f} +- {f['test']['stderr']:.4f} ({f['test']['estimator']})" if f else "-"
+        test = (f"{f['test']['bits_per_dim']:.4f} +- {f['test']['stderr']:.4f} ({f['test']['estimator']})"
+                if f else "-")
         print(f"| {name} | {b['bits_per_dim']:.4f} ({b['step']}) | {test} | {f['steps'] if f else '-'} | "
               f"{f['examples_per_s'] if f else 0:.0f} |" if b else f"| {name} | - | {test} | - | - |")
     out = Path(args.out or f"benchmarks/results/digits_net_shape_{args.family}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" and torch.cuda.is_available() else None
+    cuda = args.device == "cuda" and torch.cuda.is_available()
+    device_name = torch.cuda.get_device_name() if cuda else None
     out.write_text(json.dumps({
         "benchmark": "digits-bpd at a fixed number of steps (issue 16: net shape and recipe)",
         "family": args.family, "steps": args.steps, "device": args.device, "gpu": device_name,
