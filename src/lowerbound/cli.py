@@ -247,6 +247,11 @@ def _add_sample(sub) -> None:
     p.add_argument("-o", "--output", help="PNG path (default RUN_DIR/samples/sample-seedS-nN.png)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the nets under autocast: bf16 (GPU, or a CPU with bfloat16 instructions), "
+                   "fp16 (GPU)")
+    p.add_argument("--batch-size", type=int, default=64, help="samples drawn at once (default 64)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_run_sample)
 
 
@@ -254,7 +259,8 @@ def _run_sample(args) -> int:
     from .train.inspect import sample_run
 
     path = sample_run(args.run_dir, args.n, seed=args.seed, out=args.output, checkpoint=args.checkpoint,
-                      device=args.device)
+                      device=args.device, precision=args.precision, batch_size=args.batch_size,
+                      progress=not args.no_progress)
     print(path)
     return 0
 

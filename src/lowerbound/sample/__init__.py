@@ -7,6 +7,7 @@ ddim: any number of steps, eta in [0, 1] (Song et al. 2021).
 """
 
 from .ancestral import ancestral
+from .batches import PRECISIONS
 from .ddim import ddim, ddim_steps
 
-__all__ = ["ancestral", "ddim", "ddim_steps"]
+__all__ = ["ancestral", "ddim", "ddim_steps", "PRECISIONS"]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..models import work
 from ..models.diffusion.ddpm import Diffusion
 from .ancestral import check_request
+from .batches import in_batches
 
 
 def ddim_steps(timesteps: int, steps: int) -> list[int]:
@@ -34,33 +35,47 @@ def ddim_steps(timesteps: int, steps: int) -> list[int]:
 
 @torch.no_grad()
 def ddim(model: Diffusion, n: int, *, steps: int = 50, eta: float = 0.0,
-         generator: torch.Generator | None = None, progress: bool = True, batch_size: int = 256) -> Tensor:
+         generator: torch.Generator | None = None, progress: bool = True, batch_size: int = 256,
+         precision: str = "fp32") -> Tensor:
     """n samples through `steps` model calls each: levels [n, *shape] (long), or floats for continuous
-    data.  Starts from x_T ~ N(0, I) whatever the subsequence, since q(x_T) is close to N(0, I)."""
+    data; in batches of batch_size (sample.batches: one bar over all net calls; precision fp32, bf16 or
+    fp16 on CUDA).  Starts from x_T ~ N(0, I) whatever the subsequence, since q(x_T) is close to
+    N(0, I).  Every x_T is drawn before the first batch, so with eta = 0 (no other randomness) the
+    samples do not depend on batch_size; with eta > 0 each batch's step noise follows the batch
+    before's on the one generator (sample.ancestral's docstring)."""
     check_request(model, n, batch_size)
     if not 0.0 <= eta <= 1.0:
         raise UserError(f"DDIM eta must be in [0, 1], got {eta}.")
     grid = ddim_steps(model.timesteps, steps)
-    abar = model.schedule.alpha_bar
+    x_T = torch.randn((n, *model.shape), generator=generator, device=model.device)
+    done = [0]
+
+    def one_batch(size: int) -> Tensor:
+        x = x_T[done[0]:done[0] + size]
+        done[0] += size
+        return _ddim_batch(model, x, grid, eta, generator)
+
     was_training = model.training
     model.eval()
     try:
-        chunks = []
-        sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
-        bar = tqdm(total=len(sizes) * len(grid), desc="ddim", disable=not progress, leave=False)
-        for size in sizes:
-            x = torch.randn((size, *model.shape), generator=generator, device=model.device)
-            for t, s in zip(grid[:-1], grid[1:]):
-                pred = model.predict(x, torch.full((size,), t, dtype=torch.long, device=x.device))
-                a_t, a_s = abar[t].item(), abar[s].item()
-                sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float64)
-                x = (a_s ** 0.5 * pred["x0"] + max(1 - a_s - sigma ** 2, 0.0) ** 0.5 * pred["eps"]
-                     + sigma * z).to(x.dtype)
-                bar.update(1)
-            chunks.append(model.decode(x))
-            bar.update(1)
-        bar.close()
-        return torch.cat(chunks)
+        return in_batches(one_batch, n, batch_size, len(grid), device=model.device, precision=precision,
+                          progress=progress, desc="ddim")
     finally:
         model.train(was_training)
+
+
+def _ddim_batch(model: Diffusion, x: Tensor, grid: list[int], eta: float,
+                generator: torch.Generator | None) -> Tensor:
+    """One batch from x_T [B, *shape] down the grid, then the decoder: len(grid) net calls."""
+    abar = model.schedule.alpha_bar
+    for t, s in zip(grid[:-1], grid[1:]):
+        pred = model.predict(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        a_t, a_s = abar[t].item(), abar[s].item()
+        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float64)
+        x = (a_s ** 0.5 * pred["x0"] + max(1 - a_s - sigma ** 2, 0.0) ** 0.5 * pred["eps"]
+             + sigma * z).to(x.dtype)
+        work.advance(1)
+    out = model.decode(x)
+    work.advance(1)
+    return out

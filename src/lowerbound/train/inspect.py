@@ -114,11 +114,28 @@ def sample_metrics(model, dataset, split: str, x, n: int, seed: int = 0, progres
     return sample_quality(drawn, dataset, split, x=x, seed=seed, progress=progress)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """One sentence where `precision` cannot run on `device`: fp16 needs CUDA (sample.batches.autocast
+    says so); bf16 on a CPU needs its bfloat16 instructions (emulated, it is slower than fp32)."""
+    from ..sample.batches import autocast
+
+    autocast(precision, device)  # unknown names and fp16 off CUDA are refused where they are built
+    if precision == "bf16" and device.type == "cpu" and runtime.cpu_bf16() is None:
+        raise UserError("Precision bf16 on the CPU needs bfloat16 instructions (AVX512-BF16, AMX or ARM "
+                        "BF16), which this CPU lacks; use fp32.")
+
+
 def sample_run(run_dir: str | Path, n: int = 64, *, seed: int = 0, out: str | Path | None = None,
-               checkpoint: str = "best", device: str = "auto") -> Path:
-    """Draw n samples (fixed seed) and write a PNG grid (images) or scatter (2-D points)."""
+               checkpoint: str = "best", device: str = "auto", precision: str = "fp32",
+               batch_size: int = 64, progress: bool = True) -> Path:
+    """Draw n samples (fixed seed) and write a PNG grid (images) or scatter (2-D points); in batches
+    of batch_size, under autocast at `precision` (fp32, bf16, fp16: check_precision)."""
     if n < 1:
         raise UserError(f"The number of samples must be at least 1, got {n}.")
+    if batch_size < 1:
+        raise UserError(f"The batch size must be at least 1, got {batch_size}.")
+    dev = runtime.pick_device(device)
+    check_precision(precision, dev)
     run_dir = Path(run_dir)
     read_config(run_dir)
     out = Path(out) if out is not None else run_dir / "samples" / f"sample-seed{seed}-n{n}.png"
@@ -126,12 +143,12 @@ def sample_run(run_dir: str | Path, n: int = 64, *, seed: int = 0, out: str | Pa
         raise UserError(f"The output {out} is a folder; name a file, e.g. {out / 'samples.png'}.")
     inside = run_dir.resolve() in out.resolve().parents
     with RunLock(run_dir, "sample") if inside else nullcontext():
-        model, info = load_with_info(run_dir, checkpoint, runtime.pick_device(device))
+        model, info = load_with_info(run_dir, checkpoint, dev)
         if info.get("warning"):
             stderr_log(info["warning"])
         from .rundir import draw
 
-        x = draw(model, n, seed)
+        x = draw(model, n, seed, precision=precision, progress=progress, batch_size=batch_size)
         path = save_picture(out, x, getattr(model, "levels", None), title=f"{n} samples, seed {seed}")
         if path is None:
             path = out.with_suffix(".pt")

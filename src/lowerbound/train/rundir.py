@@ -155,15 +155,23 @@ class RunDir:
         return save_samples(self.path / "samples" / f"step-{step:08d}.png", model, self.num_samples)
 
 
-def draw(model: nn.Module, n: int, seed: int = SAMPLE_SEED) -> Tensor:
-    """n samples in chunks, from one generator seeded by `seed` (same seed, same grid)."""
+def draw(model: nn.Module, n: int, seed: int = SAMPLE_SEED, *, precision: str = "fp32",
+         progress: bool = True, batch_size: int = SAMPLE_CHUNK) -> Tensor:
+    """n samples in chunks of batch_size, from one generator seeded by `seed` (same seed, same grid),
+    on the CPU.
+    Diffusion models go through sample.ancestral (one bar over all their net calls); precision: fp32,
+    or bf16 / fp16 autocast (sample.batches; the caller checks the device can)."""
+    from ..sample import ancestral
+    from ..sample.batches import autocast
+
     g = runtime.generator(seed, model.device)
-    # iterative samplers (T net calls) take long enough to deserve a bar over their steps
-    kwargs = {"progress": True} if getattr(model, "iterative_sampler", False) else {}
+    if getattr(model, "iterative_sampler", False):
+        return ancestral(model, n, generator=g, progress=progress, batch_size=batch_size,
+                         precision=precision).cpu()
     chunks = []
-    with torch.no_grad():
-        for i in range(0, n, SAMPLE_CHUNK):
-            chunks.append(model.sample(min(SAMPLE_CHUNK, n - i), generator=g, **kwargs).cpu())
+    with torch.no_grad(), autocast(precision, model.device):
+        for i in range(0, n, batch_size):
+            chunks.append(model.sample(min(batch_size, n - i), generator=g).cpu())
     return torch.cat(chunks)
 
 

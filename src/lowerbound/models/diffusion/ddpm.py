@@ -218,7 +218,7 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, progress: bool = False) -> Tensor:
-        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2), in one batch
+        """Ancestral sampling, all T steps (Ho et al. 2020, algorithm 2: T net calls), in one batch
         (sample.ancestral batches it; a tqdm bar over the steps if progress).  Levels [n, *shape]
         (long), or floats for continuous data.  Runs in eval mode (dropout off) and restores the
         training flag afterwards."""
@@ -231,7 +231,10 @@ class Diffusion(GenerativeModel):
             steps = range(self.timesteps, 1, -1)
             for i in tqdm(steps, desc="ddpm sample", disable=not progress, leave=False):
                 x = self.reverse_step(x, i, generator)
-            return self.decode(x)
+                work.advance(1)  # one net call, for sample.batches' bar (models/work.py)
+            out = self.decode(x)
+            work.advance(1)
+            return out
         finally:
             self.train(was_training)
 

@@ -338,22 +338,25 @@ class VDM(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
                progress: bool = False) -> Tensor:
         """Ancestral sampling on the grid t_i = i/T (T = steps or config.sample_steps, default
-        1000), p(z_s | z_t) = q(z_s | z_t, x = x_hat(z_t)) (paper App. A.4), then the decoder's
-        most likely level (discrete) or its mean (continuous).  Returns [n, *shape]."""
+        1000; T net calls), p(z_s | z_t) = q(z_s | z_t, x = x_hat(z_t)) (paper App. A.4), then the
+        decoder's most likely level (discrete) or its mean (continuous).  Returns [n, *shape]; in one
+        batch (sample.ancestral batches it, under autocast if asked)."""
         from tqdm.auto import tqdm
 
         steps = steps or self.config.sample_steps
         dtype, device = self._dtype, self.device
-        gammas, _ = self.schedule(torch.linspace(0.0, 1.0, steps + 1, dtype=dtype, device=device))
+        with torch.autocast(device.type, enabled=False):  # under autocast only the net runs in 16 bits
+            gammas, _ = self.schedule(torch.linspace(0.0, 1.0, steps + 1, dtype=dtype, device=device))
         z = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=device)
         for i in tqdm(range(steps, 0, -1), disable=not progress, desc="vdm sample", leave=False):
             g_t, g_s = gammas[i], gammas[i - 1]
-            eps_hat = self._eps_hat(z, g_t.expand(n))
+            eps_hat = self._eps_hat(z, g_t.expand(n)).to(dtype)  # 16 bits under autocast: the step in 32
             c = -torch.expm1(g_s - g_t)
             a2_s, a2_t = torch.sigmoid(-g_s), torch.sigmoid(-g_t)
             noise = torch.randn(z.shape, generator=generator, dtype=dtype, device=device)
             z = (a2_s / a2_t).sqrt() * (z - torch.sigmoid(g_t).sqrt() * c * eps_hat) \
                 + ((1.0 - a2_s) * c).sqrt() * noise
+            work.advance(1)  # one net call, for sample.batches' bar (models/work.py)
         y0 = z / torch.sigmoid(-gammas[0]).sqrt()
         if self.levels is None:
             return y0 * self.config.scale
