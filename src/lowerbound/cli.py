@@ -198,6 +198,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--samples-for-metrics", type=int, metavar="N",
                    help="also score N samples by the sample metrics (FD, KID, precision/recall, ...)")
     p.add_argument("--json", action="store_true", help="print only the result as JSON")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_run_eval)
 
 
@@ -215,7 +216,7 @@ def _run_eval(args) -> int:
     result = evaluate_run(args.run_dir, args.split, estimator=args.estimator, samples=args.samples,
                           checkpoint=args.checkpoint, batch_size=args.batch_size, seed=args.seed,
                           device=args.device, samples_for_metrics=args.samples_for_metrics,
-                          options=_key_values(args.ode, "--ode"))
+                          options=_key_values(args.ode, "--ode"), progress=not args.no_progress)
     print(json.dumps(result) if args.json else text_table(result))
     return 0
 
@@ -236,7 +237,7 @@ def _eval_diffusers(args) -> dict:
     return evaluate_model(model, dataset, args.split, estimator=args.estimator, samples=args.samples,
                           batch_size=args.batch_size or 256, seed=args.seed, device=args.device,
                           source=f"diffusers: {args.diffusers}", options=_key_values(args.ode, "--ode"),
-                          samples_for_metrics=args.samples_for_metrics)
+                          samples_for_metrics=args.samples_for_metrics, progress=not args.no_progress)
 
 
 def _add_sample(sub) -> None:

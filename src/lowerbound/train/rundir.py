@@ -161,17 +161,20 @@ def draw(model: nn.Module, n: int, seed: int = SAMPLE_SEED, *, precision: str = 
     on the CPU.
     Diffusion models go through sample.ancestral (one bar over all their net calls); precision: fp32,
     or bf16 / fp16 autocast (sample.batches; the caller checks the device can)."""
+    from ..models.diffusion import VDM, Diffusion
     from ..sample import ancestral
     from ..sample.batches import autocast
 
     g = runtime.generator(seed, model.device)
-    if getattr(model, "iterative_sampler", False):
+    if isinstance(model, (Diffusion, VDM)):
         return ancestral(model, n, generator=g, progress=progress, batch_size=batch_size,
                          precision=precision).cpu()
+    # other iterative samplers (autoregressive: D net calls) take long enough to deserve their own bar
+    kwargs = {"progress": progress} if getattr(model, "iterative_sampler", False) else {}
     chunks = []
     with torch.no_grad(), autocast(precision, model.device):
         for i in range(0, n, batch_size):
-            chunks.append(model.sample(min(batch_size, n - i), generator=g).cpu())
+            chunks.append(model.sample(min(batch_size, n - i), generator=g, **kwargs).cpu())
     return torch.cat(chunks)
 
 
