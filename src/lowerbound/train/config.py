@@ -25,6 +25,7 @@ SECTIONS = ("model", "data_options")  # mappings merged key by key across layers
 Precision = Literal["fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Schedule = Literal["constant", "cosine"]
+FiniteCheck = Literal["logged", "every_step"]
 
 
 @dataclass
@@ -33,7 +34,14 @@ class TrainConfig:
     batch_size is the global batch: split evenly over the processes of a distributed run.
     patience: stop after this many evaluations without a better validation bound (0 = never).
     ema_decay: 0 disables the average (the exported weights are then the trained ones).
-    data_options: keyword options of the data set's loader, e.g. {"binarize": "dynamic"}."""
+    data_options: keyword options of the data set's loader, e.g. {"binarize": "dynamic"}.
+    Speed (benchmarks/train_step_knobs.py measures each; none changes what is computed beyond float
+    rounding): fused_adamw: torch's fused AdamW kernel where this torch and device have one (else
+    foreach).  finite_check: when the loss terms and gradient norm are checked for NaN/inf, which is
+    when the CPU waits for the device: "logged" at each metric row (log_every; a failure still names
+    its first non-finite step, and no checkpoint or evaluation sees the weights), "every_step" after
+    each step.  compile: torch.compile the model's net (eager, with a warning, where that fails).
+    channels_last: 4-D weights (convolutions) in channels-last memory order."""
 
     family: str = ""
     data: str = "digits"
@@ -60,6 +68,10 @@ class TrainConfig:
     sample_every: int = -1  # steps between sample grids (at evaluations); 0 never, -1 auto (see loop)
     device: Device = "auto"
     precision: Precision = "fp32"
+    fused_adamw: bool = True
+    finite_check: FiniteCheck = "logged"
+    compile: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "eval_every", "eval_batch_size", "checkpoint_every",

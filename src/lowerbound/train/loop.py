@@ -65,6 +65,18 @@ def check_runtime(cfg: TrainConfig, rt: runtime.Runtime) -> None:
                         "or ARM bf16), which this CPU lacks; use fp32.")
 
 
+def make_adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the parameter groups: torch's fused kernel when cfg.fused_adamw and this torch
+    and device have it (runtime.fused_adamw tries it), else the foreach implementation."""
+    impl = {"fused": True} if cfg.fused_adamw and runtime.fused_adamw(device.type) else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:160] if text else "") or type(e).__name__
+
+
 class _Objective(nn.Module):
     """forward = the model's training loss terms, so DistributedDataParallel hooks the backward."""
 
@@ -110,7 +122,9 @@ class Trainer:
         # phase -> the parameters whose gradients that phase's update drops (the other phases')
         self._frozen = {ph: [p for g in groups if g.get("phase") != ph for p in g["params"]]
                         for ph in self.phases if ph is not None}
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.channels_last:  # only 4-D tensors change; before the EMA and eval copies are made
+            self.model.to(memory_format=torch.channels_last)
+        optimizer = make_adamw(groups, cfg, rt.device)
         ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
         self.state = TrainState(self.model, optimizer, ema, scaler)
@@ -121,6 +135,9 @@ class Trainer:
                 self.objective, device_ids=ids, find_unused_parameters=self.phases != (None,))
         self.eval_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.compiled = cfg.compile and self._compile()  # after the eval copy, which stays eager
+        self._compile_pending = self.compiled  # until the first compiled step has run
+        self._rows: list[tuple[int, Tensor]] = []  # (step, [terms..., grad norm]) not yet on the host
         self._acc: list[float] | None = None
         self._perm: dict = {}
         self._loss_gen = torch.Generator(device=rt.device)
@@ -135,8 +152,8 @@ class Trainer:
         return torch.autocast(self.rt.device.type, dtype=AMP_DTYPES[self.cfg.precision])
 
     def train_step(self) -> None:
-        """One update.  Few tensor operations beyond the model's own: at digits sizes each costs
-        about as much as the arithmetic (benchmarks.md), so sums and checks are done on floats."""
+        """One update.  Nothing here waits for the device: the step's loss terms and gradient norm
+        stay device tensors in self._rows until `drain` copies them at a metric row."""
         cfg, rt, st = self.cfg, self.rt, self.state
         s = st.step
         if self.resample is not None:
@@ -145,32 +162,43 @@ class Trainer:
         x = self.train_x[idx[rt.rank::rt.world] if rt.distributed else idx]
         if x.device != rt.device:
             x = x.to(rt.device, non_blocking=True)
-        runtime.seed_global(runtime.derive_seed(cfg.seed, "global", rt.rank, s), rt.device)  # dropout
-        g = self._loss_gen
-        g.manual_seed(runtime.derive_seed(cfg.seed, "loss", rt.rank, s))
         lr = cfg.lr_at(s)
         for group in st.optimizer.param_groups:  # a model may ask a larger step for some parameters
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        names, values, squares = [], [], 0.0
-        for phase in self.phases:
-            phase_terms, phase_values, norm = self._update(x, g, phase)
-            names += phase_terms
-            values += phase_values
-            squares += norm * norm
-        norm = math.sqrt(squares)
+        try:
+            names, values, norms = self._updates(x, s)
+        except Exception as e:  # noqa: BLE001 - the first compiled step: any failure of the compiler
+            if not self._compile_pending:
+                raise
+            self._uncompile(e)
+            names, values, norms = self._updates(x, s)
+        self._compile_pending = False
+        norm = norms[0] if len(norms) == 1 else torch.stack(norms).square().sum().sqrt()
         if st.ema is not None:
             st.ema.update(self.model)
         st.step += 1
         st.examples += cfg.batch_size
-        row = [sum(values), *values, norm]
-        self._acc = row if self._acc is None else [a + b for a, b in zip(self._acc, row)]
-        self._acc_steps += 1
+        self._rows.append((s, torch.cat([*values, norm.reshape(1)])))
         self._names = names
 
-    def _update(self, x: Tensor, g: torch.Generator, phase: str | None) -> tuple[list, list, float]:
+    def _updates(self, x: Tensor, s: int) -> tuple[list[str], list[Tensor], list[Tensor]]:
+        """The updates of step s, one per phase, from randomness seeded by (seed, rank, s)."""
+        cfg, rt = self.cfg, self.rt
+        runtime.seed_global(runtime.derive_seed(cfg.seed, "global", rt.rank, s), rt.device)  # dropout
+        g = self._loss_gen
+        g.manual_seed(runtime.derive_seed(cfg.seed, "loss", rt.rank, s))
+        names, values, norms = [], [], []
+        for phase in self.phases:
+            phase_terms, phase_values, norm = self._update(x, g, phase)
+            names += phase_terms
+            values.append(phase_values)
+            norms.append(norm)
+        return names, values, norms
+
+    def _update(self, x: Tensor, g: torch.Generator, phase: str | None) -> tuple[list, Tensor, Tensor]:
         """One optimizer update on the loss of `phase` (None: the model's one loss): its term names,
-        their batch means and the gradient norm before clipping."""
-        cfg, rt, st, s = self.cfg, self.rt, self.state, self.state.step
+        [n] their batch means and the gradient norm before clipping (device tensors)."""
+        rt, st = self.rt, self.state
         with self._autocast():
             if phase is None:
                 terms = self.objective(x, g) if rt.distributed else self.model.loss(x, generator=g).terms
@@ -185,18 +213,34 @@ class Trainer:
             p.grad = None
         if st.scaler:
             st.scaler.unscale_(st.optimizer)
-        values = torch.stack(means).tolist() if len(means) > 1 else [loss.item()]
-        norm = self._clip(cfg.grad_clip)
-        if not all(map(math.isfinite, values)) or (st.scaler is None and not math.isfinite(norm)):
-            last = self.files.last_checkpoint if self.files is not None else None
-            check_finite(s, dict(zip(terms, map(torch.tensor, values))),
-                         None if st.scaler else torch.tensor(norm), checkpoint=str(last) if last else None)
+        norm = self._clip(self.cfg.grad_clip)
         if st.scaler:
             st.scaler.step(st.optimizer)  # skips the update when the scaled gradients overflowed
             st.scaler.update()
         else:
             st.optimizer.step()
-        return list(terms), values, norm
+        return list(terms), torch.stack(means).detach(), norm
+
+    def drain(self) -> None:
+        """Bring the steps' loss terms and gradient norms to the host (the one wait for the device)
+        and add them to the metric row; the first non-finite one raises TrainingDiverged with its
+        step and terms (style.md habit 10).  Called before anything is evaluated or saved, so no
+        checkpoint ever holds the weights of a non-finite step."""
+        if not self._rows:
+            return
+        steps = [s for s, _ in self._rows]
+        rows = torch.stack([r for _, r in self._rows]).cpu().double().tolist()
+        self._rows = []
+        checked = -1 if self.state.scaler else None  # fp16: the scaler skips overflowed steps itself
+        for s, row in zip(steps, rows):
+            if not all(map(math.isfinite, row[:checked])):
+                last = self.files.last_checkpoint if self.files is not None else None
+                check_finite(s, dict(zip(self._names, map(torch.tensor, row[:-1]))),
+                             None if self.state.scaler else torch.tensor(row[-1]),
+                             checkpoint=str(last) if last else None)
+            row = [sum(row[:-1]), *row]
+            self._acc = row if self._acc is None else [a + b for a, b in zip(self._acc, row)]
+            self._acc_steps += 1
 
     def _use_epoch(self, epoch: int) -> None:
         if epoch != self._train_epoch:
@@ -206,17 +250,49 @@ class Trainer:
                                 f"not {tuple(self.train_x.shape)} like epoch 0's.")
             self.train_x, self._train_epoch = x, epoch
 
-    def _clip(self, max_norm: float) -> float:
-        """Total gradient 2-norm (before clipping); gradients are scaled down to max_norm when above
-        it (max_norm 0: no clipping).  The same rule as torch.nn.utils.clip_grad_norm_."""
+    def _clip(self, max_norm: float) -> Tensor:
+        """Total gradient 2-norm before clipping (a device tensor); gradients are scaled by
+        min(1, max_norm / (norm + 1e-6)) on the device (max_norm 0: no clipping), the rule of
+        torch.nn.utils.clip_grad_norm_, so the host never waits for the norm."""
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
-            return 0.0
+            return torch.zeros((), device=self.rt.device)
         norms = torch._foreach_norm(grads)
-        total = (norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))).item()
-        if max_norm > 0 and math.isfinite(total) and total > max_norm:
-            torch._foreach_mul_(grads, max_norm / (total + 1e-6))
+        total = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+        if max_norm > 0:
+            torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
         return total
+
+    # ------------------------------------------------------------------ speed options
+    def _compile(self) -> bool:
+        """torch.compile the net's forward (the model's `net`); False, with a warning, where that
+        cannot be done.  A failure of the compiler itself shows at the first step (see _uncompile)."""
+        net = getattr(self.model, "net", None)
+        if not isinstance(net, nn.Module) or self.phases != (None,):
+            self._warn("compile: this model has no single net to compile; training eagerly.")
+            return False
+        try:
+            net.forward = torch.compile(net.forward)
+        except Exception as e:  # noqa: BLE001 - e.g. a Python version dynamo does not support
+            self._warn(f"compile: torch.compile failed ({_first_line(e)}); training eagerly.")
+            return False
+        return True
+
+    def _uncompile(self, e: Exception) -> None:
+        self.eager()
+        self._warn(f"compile: the compiled net failed at its first step ({_first_line(e)}); "
+                   "training eagerly.")
+
+    def eager(self) -> None:
+        """Back to the net's own forward (scoring after training sees other batch shapes, which a
+        compiled net would compile again)."""
+        if self.compiled:
+            del self.model.net.forward  # the instance attribute: the class's forward again
+            self.compiled = False
+
+    def _warn(self, message: str) -> None:
+        if self.rt.is_main:
+            print(f"lowerbound: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ evaluation and logging
     def evaluate(self) -> float | None:
@@ -236,6 +312,7 @@ class Trainer:
         return self.last_valid
 
     def log_row(self, lr: float, seconds: float, valid: float | None) -> dict:
+        self.drain()
         mean = torch.tensor(self._acc, dtype=torch.float64, device=self.rt.device) / self._acc_steps
         acc = runtime.mean_over_ranks(mean, self.rt).tolist()
         n = self._acc_steps * self.cfg.batch_size
@@ -269,17 +346,21 @@ class Trainer:
             while st.step < cfg.steps:
                 t0 = time.perf_counter()
                 self.train_step()
+                s = st.step
+                last = s >= cfg.steps
+                is_eval = s % cfg.eval_every == 0 or last
+                if cfg.finite_check == "every_step" or s % cfg.log_every == 0 or is_eval or \
+                        s % cfg.checkpoint_every == 0:
+                    self.drain()  # timed: the device's queue of work is part of the steps' time
                 dt = time.perf_counter() - t0
                 st.elapsed += dt
                 seconds += dt
                 bar.update(min(dt, bar.total - bar.n) if timed else 1)
-                s = st.step
-                last = s >= cfg.steps
-                is_eval = s % cfg.eval_every == 0 or last
                 out_of_time = cfg.minutes is not None and st.elapsed >= 60 * cfg.minutes
                 stop = runtime.any_rank(signals.received is not None or out_of_time, rt)
                 is_ckpt = s % cfg.checkpoint_every == 0 or last or stop
                 if s % cfg.log_every == 0 or is_eval or is_ckpt:
+                    self.drain()  # raises on a non-finite step before anything is evaluated or saved
                     valid = None
                     # no evaluation on a signal: it would change the early-stopping record
                     if is_eval or out_of_time:

@@ -126,7 +126,16 @@ def _agree(rt: runtime.Runtime, fn) -> Any:
 
 def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train (or fit) cfg.family on cfg.data in run_dir; returns the final result (rank 0).  Rank 0
-    holds the run directory's lock from before its first write until the report is written."""
+    holds the run directory's lock from before its first write until the report is written.  The
+    process-wide flush-denormals setting it turns on is restored when it returns or raises."""
+    flushed = runtime.denormals_flushed()
+    try:
+        return _train(cfg, run_dir, resume, progress)
+    finally:
+        torch.set_flush_denormal(flushed)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
     rt = runtime.setup(cfg.device)
     with ExitStack() as hold:
         try:
@@ -202,6 +211,7 @@ def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, pr
             files.metrics.truncate_after(trainer.state.step)
             stderr_log(f"resuming at step {trainer.state.step} of {cfg.steps}.")
     reason = trainer.run()
+    trainer.eager()
     st = trainer.state
     if reason in ("SIGINT", "SIGTERM", "signal"):
         code = 130 if reason == "SIGINT" else 143

@@ -125,10 +125,30 @@ def seed_global(seed: int, device: torch.device) -> None:
 
 def flush_denormals(device: torch.device) -> bool:
     """Flush denormal floats to zero on CPU (benchmarks.md: a small MLP VAE on digits halved its
-    throughput without it).  Returns whether it is now set."""
+    throughput without it).  Returns whether it is now set.  The setting is process-wide: callers
+    that return to other code restore it (`denormals_flushed()`, torch.set_flush_denormal)."""
     if device.type != "cpu":
         return False
     return bool(torch.set_flush_denormal(True))
+
+
+def denormals_flushed() -> bool:
+    """Whether the CPU now flushes denormal floats to zero (torch has no getter: 2**-149, the
+    smallest float32 denormal, reads back as 0 when they are flushed)."""
+    return float(torch.tensor(2.0**-149, dtype=torch.float32) * 1.0) == 0.0
+
+
+@lru_cache(maxsize=None)
+def fused_adamw(device_type: str) -> bool:
+    """Whether torch's fused AdamW kernel works on this kind of device: found by trying one step
+    on a one-element parameter (its support differs by torch version and device)."""
+    try:
+        p = torch.zeros(1, device=device_type, requires_grad=True)
+        p.grad = torch.ones_like(p)
+        torch.optim.AdamW([p], lr=1e-3, fused=True).step()
+    except (RuntimeError, ValueError, TypeError, NotImplementedError):
+        return False
+    return bool(torch.isfinite(p).all())
 
 
 @lru_cache(maxsize=1)

@@ -69,7 +69,9 @@ class TrainState:
         if state.get("format") != FORMAT:
             raise ValueError(f"unknown training-state format {state.get('format')!r}")
         self.model.load_state_dict(state["model"])
+        kinds = [(g.get("fused"), g.get("foreach")) for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        _keep_implementation(self.optimizer, kinds)
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state["scaler"] is not None:
@@ -81,3 +83,16 @@ class TrainState:
         self.best_step = int(state["best_step"])
         self.evals_since_best = int(state["evals_since_best"])
         self.stopped_early = bool(state["stopped_early"])
+
+
+def _keep_implementation(optimizer: torch.optim.Optimizer, kinds: list[tuple]) -> None:
+    """Loading an optimizer's state also loads the fused/foreach choice of the run that saved it;
+    keep this run's (fused_adamw, or a machine without the fused kernel), and put each step count
+    where that implementation wants it: the fused kernel on the parameter's device, the others on
+    the CPU."""
+    for group, (fused, foreach) in zip(optimizer.param_groups, kinds):
+        group["fused"], group["foreach"] = fused, foreach
+        for p in group["params"]:
+            st = optimizer.state.get(p, {})
+            if torch.is_tensor(st.get("step")) and not group.get("capturable"):
+                st["step"] = st["step"].to(p.device if fused else "cpu", torch.float32)
