@@ -7,7 +7,7 @@ import torch
 from lowerbound.models import registry
 from lowerbound.train import runtime
 
-MODELS = [("vdm", {"unet_channels": 8}), ("vdm", {"net": "mlp", "width": 32, "depth": 1}),
+MODELS = [("vdm", {"unet": {"channels": 8}}), ("vdm", {"net": "mlp", "width": 32, "depth": 1}),
           ("diffusion", {"net": "unet", "unet": {"channels": 8}, "timesteps": 50}),
           ("diffusion", {"mlp": {"width": 32}, "timesteps": 50})]
 
