@@ -45,6 +45,7 @@ CONFIGS: dict[str, dict[str, list[str]]] = {
         "c64": [f"{U}channels=64"],
         "lr2e-3": ["lr=2e-3"],
         "bf16": ["precision=bf16"],
+        "drop01-bf16": [f"{U}dropout=0.1", "precision=bf16"],
     },
     "diffusion": {
         "mlp": [],
@@ -77,6 +78,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per job")
     p.add_argument("--only", default="", help="comma-separated configuration names")
     p.add_argument("--timeout", type=float, default=1e9, help="seconds before a job is stopped")
+    p.add_argument("--set", action="append", default=[], dest="extra",
+                   help="an option for every configuration, e.g. model.bound_samples=16")
     p.add_argument("--runs", default="runs/net_shape")
     p.add_argument("--out", default="")
     args = p.parse_args()
@@ -96,7 +99,7 @@ def main() -> None:
             run_dir = root / name
             cmd = [sys.executable, "-m", "lowerbound", "train", args.family, "--data", "digits",
                    "--steps", str(args.steps), "--device", args.device, "--run-dir", str(run_dir), "--json"]
-            for s in configs[name]:
+            for s in args.extra + configs[name]:
                 cmd += ["--set", s]
             log = open(root / f"{name}.log", "w")
             running[name] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True),
@@ -147,7 +150,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "benchmark": "digits-bpd at a fixed number of steps (issue 16: net shape and recipe)",
         "family": args.family, "steps": args.steps, "device": args.device, "gpu": device_name,
-        "cpu_model": cpu_model(), "jobs_in_parallel": args.jobs, "threads_per_job": args.threads,
+        "cpu_model": cpu_model(), "common_sets": args.extra, "jobs_in_parallel": args.jobs, "threads_per_job": args.threads,
         "torch": torch.__version__, "load_average": os.getloadavg(),
         "note": "examples/s are per job with jobs sharing the device: compare them within this file only",
         "results": results}, indent=1))
