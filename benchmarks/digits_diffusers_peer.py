@@ -53,6 +53,7 @@ from lowerbound.data import load
 from lowerbound.models import registry
 from lowerbound.models.diffusion.ddpm import Diffusion
 from lowerbound.prob.units import to_signed
+from machine_info import cpu_model
 
 T = 1000
 
@@ -106,52 +107,77 @@ def diffusers_step(unet, sched, opt, x0: Tensor, g: torch.Generator) -> float:
     return float(loss.detach())
 
 
-def ours_step(model, opt, x: Tensor, g: torch.Generator) -> float:
-    loss = model.loss(x, generator=g).mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return float(loss.detach())
-
-
 def speed(train: Tensor, args) -> dict:
+    """Examples/s of one training step, interleaved in blocks (the order rotates every block).
+    diffusers: its step as its users run it (fp32, Adam, clip_grad_norm_); diffusers-bf16: the same
+    under CPU autocast (what the platform offers it too); ours-fp32: lowerbound's Trainer step with
+    fp32 and foreach AdamW (the loop before issue 16's knobs, still with its EMA and seeding);
+    ours: the Trainer step with its defaults (fused AdamW where torch has it) and bf16 autocast where
+    the CPU has bfloat16 instructions (runtime.cpu_bf16()), else fp32."""
+    from lowerbound.train import runtime
+    from lowerbound.train.config import TrainConfig
+    from lowerbound.train.loop import Trainer
+
     torch.manual_seed(args.seed)
     unet, sched = diffusers_unet(args.dropout).train(), ddpm_scheduler()
-    ours = registry.build("diffusion", {
-        "net": "unet", "parameterization": "eps", "variance": "fixed_large", "loss": "simple",
-        "timestep_sampling": "uniform", "schedule": "linear",
-        "unet": {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
-                 "dropout": args.dropout, "groups": 8}}, 17, (1, 8, 8)).train()
+    unet16 = copy.deepcopy(unet)
     opt_d = torch.optim.Adam(unet.parameters(), lr=args.lr)
-    opt_o = torch.optim.Adam(ours.parameters(), lr=args.lr)
+    opt_d16 = torch.optim.Adam(unet16.parameters(), lr=args.lr)
+    options = {"net": "unet", "parameterization": "eps", "variance": "fixed_large", "loss": "simple",
+               "timestep_sampling": "uniform", "schedule": "linear",
+               "unet": {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+                        "attention_resolutions": [4], "dropout": args.dropout, "groups": 8}}
+    bf16 = runtime.cpu_bf16() is not None
+    rt = runtime.Runtime(torch.device("cpu"))
+    trainers = {}
+    for name, extra in {"ours-fp32": {"precision": "fp32", "fused_adamw": False},
+                        "ours": {"precision": "bf16" if bf16 else "fp32"}}.items():
+        torch.manual_seed(args.seed)
+        model = registry.build("diffusion", options, 17, (1, 8, 8))
+        cfg = TrainConfig(family="diffusion", batch_size=args.batch, lr=args.lr, grad_clip=1.0,
+                          ema_decay=args.ema, steps=10**9, **extra)
+        trainers[name] = Trainer(cfg, rt, model, train, None, progress=False)
+        trainers[name].model.train()
     g = torch.Generator().manual_seed(args.seed)
     y0 = to_signed(train, 17)
-    rates = {"diffusers": [], "ours": []}
-    steps = {"diffusers": 0, "ours": 0}
-    for block in range(args.blocks + 1):  # block 0 warms both up and is not counted
-        for name in ("diffusers", "ours") if block % 2 == 0 else ("ours", "diffusers"):
+
+    def diffusers_block(model, opt, autocast: bool) -> None:
+        for _ in range(args.block_steps):
+            idx = torch.randint(0, len(train), (args.batch,), generator=g)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                diffusers_step(model, sched, opt, y0[idx], g)
+
+    steps = {"diffusers": lambda: diffusers_block(unet, opt_d, False),
+             "diffusers-bf16": lambda: diffusers_block(unet16, opt_d16, True),
+             **{name: (lambda t=t: [t.train_step() for _ in range(args.block_steps)])
+                for name, t in trainers.items()}}
+    if not bf16:
+        del steps["diffusers-bf16"]
+    names = list(steps)
+    rates = {k: [] for k in names}
+    for block in range(args.blocks + 1):  # block 0 warms every model up and is not counted
+        order = names[block % len(names):] + names[:block % len(names)]
+        for name in order:
             t0 = time.perf_counter()
-            for _ in range(args.block_steps):
-                idx = torch.randint(0, len(train), (args.batch,), generator=g)
-                if name == "diffusers":
-                    diffusers_step(unet, sched, opt_d, y0[idx], g)
-                else:
-                    ours_step(ours, opt_o, train[idx], g)
+            steps[name]()
             dt = time.perf_counter() - t0
             if block > 0:
                 rates[name].append(args.batch * args.block_steps / dt)
-                steps[name] += args.block_steps
         if block > 0:
-            print(f"  block {block}: diffusers {rates['diffusers'][-1]:.0f} ex/s, "
-                  f"ours {rates['ours'][-1]:.0f} ex/s", file=sys.stderr)
+            print("  block " + str(block) + ": " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items())
+                  + " ex/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"parameters": {"diffusers": params(unet), "ours": params(ours.net)},
+    return {"parameters": {"diffusers": params(unet), "ours": params(trainers["ours"].model.net)},
             "batch": args.batch, "blocks": args.blocks, "steps_per_block": args.block_steps,
-            "timed_steps": steps, "dropout": args.dropout,
+            "dropout": args.dropout, "threads": torch.get_num_threads(), "cpu_bf16": runtime.cpu_bf16(),
+            "load_average_before_after": [args.load_before, os.getloadavg()],
             "examples_per_second_median": {k: round(v, 1) for k, v in med.items()},
             "examples_per_second_blocks": {k: [round(r, 1) for r in v] for k, v in rates.items()},
-            "ratio_ours_over_diffusers": round(med["ours"] / med["diffusers"], 3)}
+            "ratio_ours_over_diffusers": round(med["ours"] / med["diffusers"], 3),
+            "ratio_ours_fp32_over_diffusers": round(med["ours-fp32"] / med["diffusers"], 3),
+            "ratio_ours_over_ours_fp32": round(med["ours"] / med["ours-fp32"], 3),
+            **({"ratio_ours_over_diffusers_bf16": round(med["ours"] / med["diffusers-bf16"], 3)}
+               if "diffusers-bf16" in med else {})}
 
 
 @torch.inference_mode()
@@ -270,6 +296,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "digits_diffusers_peer.json"))
     args = p.parse_args()
+    args.load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     import diffusers
@@ -283,8 +310,7 @@ def main() -> None:
     results.update({
         "benchmark": "digits-bpd peer: diffusers UNet2DModel + DDPMScheduler (L_simple) "
                      "vs lowerbound's diffusion family",
-        "machine": f"{platform.machine()}, a 2-core CPU shared with other engineers' jobs, fp32, threads "
-                   "as in each part's args (speed and training: 1): timings are pessimistic",
+        "machine": f"{platform.machine()}, {cpu_model()}, 2 cores; threads as in each part's args",
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
         "split": f"train {len(train)} / valid {len(valid)} (default_rng(1)) / test {len(data.test)}",
         "schedule_alignment_max_abs_alpha_bar_gap": check_alignment()})
@@ -303,10 +329,15 @@ def main() -> None:
 
     if "speed" in results:
         s = results["speed"]
-        print("\n| model | parameters | examples/s (median, batch 128, 1 thread) |\n| --- | --- | --- |")
-        for k in ("diffusers", "ours"):
-            print(f"| {k} | {s['parameters'][k]} | {s['examples_per_second_median'][k]:.0f} |")
-        print(f"ours / diffusers step throughput: {s['ratio_ours_over_diffusers']:.2f}")
+        print(f"\n| step | parameters | examples/s (median, batch {s['batch']}, {s['threads']} threads) |")
+        print("| --- | --- | --- |")
+        for k, v in s["examples_per_second_median"].items():
+            n = s["parameters"]["diffusers" if k.startswith("diffusers") else "ours"]
+            print(f"| {k} | {n} | {v:.0f} |")
+        print(f"ours / diffusers step throughput: {s['ratio_ours_over_diffusers']:.2f} "
+              f"(ours fp32 / diffusers {s['ratio_ours_fp32_over_diffusers']:.2f}; "
+              "load average before, after: "
+              f"{s['load_average_before_after']})")
     if "ours_same_budget" in results:
         r = results["ours_same_budget"]
         t = r["run"]["test"]

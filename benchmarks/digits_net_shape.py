@@ -150,7 +150,8 @@ def main() -> None:
     out.write_text(json.dumps({
         "benchmark": "digits-bpd at a fixed number of steps (issue 16: net shape and recipe)",
         "family": args.family, "steps": args.steps, "device": args.device, "gpu": device_name,
-        "cpu_model": cpu_model(), "common_sets": args.extra, "jobs_in_parallel": args.jobs, "threads_per_job": args.threads,
+        "cpu_model": cpu_model(), "common_sets": args.extra, "jobs_in_parallel": args.jobs,
+        "threads_per_job": args.threads,
         "torch": torch.__version__, "load_average": os.getloadavg(),
         "note": "examples/s are per job with jobs sharing the device: compare them within this file only",
         "results": results}, indent=1))
