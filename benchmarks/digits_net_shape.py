@@ -69,6 +69,38 @@ def curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r[key])) for r in rows if key and r.get(key) not in (None, "")]
 
 
+def from_report(run_dir: Path) -> dict | None:
+    """The valid and test rows of a finished run's report.md (for --collect: runs of a stopped sweep)."""
+    path = run_dir / "report.md"
+    if not path.exists():
+        return None
+    cells = {}
+    for line in path.read_text().splitlines():
+        parts = [c.strip() for c in line.strip("|").split("|")]
+        if len(parts) > 4 and parts[0] in ("valid", "test"):
+            cells[parts[0]] = {"estimator": parts[4].split(" ")[0], "bits_per_dim": float(parts[1]),
+                               "stderr": float(parts[2])}
+    hist = curve(run_dir)
+    return {"steps": hist[-1][0] if hist else None, "examples_per_s": None, **cells} if cells else None
+
+
+def write(args, results: dict) -> None:
+    """The JSON of the runs finished so far (rewritten after each, so a stopped sweep keeps them)."""
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    cuda = args.device == "cuda" and torch.cuda.is_available()
+    device_name = torch.cuda.get_device_name() if cuda else None
+    Path(args.out).write_text(json.dumps({
+        "benchmark": "digits-bpd at a fixed number of steps (issue 16: net shape and recipe)",
+        "family": args.family, "steps": args.steps, "device": args.device, "gpu": device_name,
+        "cpu_model": cpu_model(), "common_sets": args.extra, "jobs_in_parallel": args.jobs,
+        "threads_per_job": args.threads,
+        "torch": torch.__version__, "load_average": os.getloadavg(),
+        "note": "examples/s are per job with jobs sharing the device: compare them within this file only",
+        "results": results}, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", choices=sorted(CONFIGS), default="vdm")
@@ -82,7 +114,10 @@ def main() -> None:
                    help="an option for every configuration, e.g. model.bound_samples=16")
     p.add_argument("--runs", default="runs/net_shape")
     p.add_argument("--out", default="")
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: read the runs already in --runs (e.g. of a stopped sweep)")
     args = p.parse_args()
+    args.out = args.out or f"benchmarks/results/digits_net_shape_{args.family}.json"
     configs = CONFIGS[args.family]
     names = [n for n in args.only.split(",") if n] or list(configs)
     unknown = sorted(set(names) - set(configs))
@@ -91,7 +126,12 @@ def main() -> None:
     root = Path(args.runs) / args.family
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     root.mkdir(parents=True, exist_ok=True)
-    pending, running, results = list(names), {}, {}
+    pending, running, results = ([] if args.collect else list(names)), {}, {}
+    for name in names if args.collect else ():
+        hist, final = curve(root / name), from_report(root / name)
+        best = min(hist, key=lambda r: r[1]) if hist else None
+        results[name] = {"sets": configs[name], "collected": True, "valid_curve": hist, "final": final,
+                         "best_valid": {"step": best[0], "bits_per_dim": best[1]} if best else None}
     t0 = time.time()
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -128,6 +168,7 @@ def main() -> None:
                                "stderr": final["splits"][split]["stderr"]} for split in ("valid", "test")}}}
             r = results[name]
             f = r["final"] or {}
+            write(args, results)
             print(f"{name:12s} rc={proc.returncode} best valid {best} "
                   f"test {f.get('test', {}).get('bits_per_dim', float('nan')):.4f} "
                   f"ex/s {f.get('examples_per_s', 0) or 0:.0f}  ({time.time() - t0:.0f} s)", flush=True)
@@ -140,22 +181,9 @@ def main() -> None:
         test = (f"{f['test']['bits_per_dim']:.4f} +- {f['test']['stderr']:.4f} ({f['test']['estimator']})"
                 if f else "-")
         print(f"| {name} | {b['bits_per_dim']:.4f} ({b['step']}) | {test} | {f['steps'] if f else '-'} | "
-              f"{f['examples_per_s'] if f else 0:.0f} |" if b else f"| {name} | - | {test} | - | - |")
-    out = Path(args.out or f"benchmarks/results/digits_net_shape_{args.family}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    cuda = args.device == "cuda" and torch.cuda.is_available()
-    device_name = torch.cuda.get_device_name() if cuda else None
-    out.write_text(json.dumps({
-        "benchmark": "digits-bpd at a fixed number of steps (issue 16: net shape and recipe)",
-        "family": args.family, "steps": args.steps, "device": args.device, "gpu": device_name,
-        "cpu_model": cpu_model(), "common_sets": args.extra, "jobs_in_parallel": args.jobs,
-        "threads_per_job": args.threads,
-        "torch": torch.__version__, "load_average": os.getloadavg(),
-        "note": "examples/s are per job with jobs sharing the device: compare them within this file only",
-        "results": results}, indent=1))
-    print(f"wrote {out}")
+              f"{(f or {}).get('examples_per_s') or 0:.0f} |" if b else f"| {name} | - | {test} | - | - |")
+    write(args, results)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

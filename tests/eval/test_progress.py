@@ -13,7 +13,7 @@ from lowerbound.models import build, work
 
 LEVELS, SHAPE = 17, (1, 8, 8)
 FAST_ODE = {"rtol": 1e-2, "atol": 1e-2, "check": 2}
-DDPM = {"timesteps": 40, "chunk": 24, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}}
+DDPM = {"net": "mlp", "timesteps": 40, "chunk": 24, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}}
 VDM = {"net": "mlp", "width": 16, "depth": 1, "schedule_hidden": 8}
 VAE = {"hidden": [16], "latent_dim": 2, "chunk_elements": 4 * 64 * 17}
 FLOW = {"transforms": 1, "hidden": [8], "chunk_elements": 5 * 64}

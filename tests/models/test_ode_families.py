@@ -162,7 +162,7 @@ def test_ddpm_decoder_dequantization_terms_are_the_bounds_reconstruction_and_min
 def test_digits_shaped_models_use_hutchinson_with_its_variance(family, dequantization):
     """D = 64 > exact_dims: Hutchinson with k = 3 probes and its variance; both dequantizations."""
     options = ({"net": "mlp", "width": 16, "depth": 1, "schedule_hidden": 8} if family == "vdm"
-               else {"timesteps": 20, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}})
+               else {"net": "mlp", "timesteps": 20, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}})
     torch.manual_seed(0)
     m = build(family, options, 17, (1, 8, 8)).eval()
     x = torch.randint(0, 17, (3, 1, 8, 8))

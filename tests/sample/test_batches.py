@@ -17,7 +17,7 @@ from lowerbound.train import runtime
 from lowerbound.train.inspect import check_precision
 
 K, SHAPE = 17, (1, 8, 8)
-DDPM = {"timesteps": 12, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}}
+DDPM = {"net": "mlp", "timesteps": 12, "mlp": {"width": 16, "depth": 1, "emb_dim": 8}}
 VDM_OPTIONS = {"net": "mlp", "width": 16, "depth": 1, "schedule_hidden": 8, "sample_steps": 7}
 
 

@@ -9,7 +9,7 @@ from lowerbound.train import runtime
 
 MODELS = [("vdm", {"unet": {"channels": 8}}), ("vdm", {"net": "mlp", "width": 32, "depth": 1}),
           ("diffusion", {"net": "unet", "unet": {"channels": 8}, "timesteps": 50}),
-          ("diffusion", {"mlp": {"width": 32}, "timesteps": 50})]
+          ("diffusion", {"net": "mlp", "mlp": {"width": 32}, "timesteps": 50})]
 
 
 @pytest.mark.skipif(runtime.cpu_bf16() is None, reason="this CPU has no bfloat16 instructions")

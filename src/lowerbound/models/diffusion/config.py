@@ -40,8 +40,9 @@ class DiffusionConfig:
     The defaults are the best configuration measured on digits-bpd (benchmarks/digits_diffusion.py,
     chosen on validation): trained on the bound itself with learned variances and importance-sampled
     timesteps, a cosine schedule, and the categorical parameterization.  "auto" choices: net is the
-    TimeMLP on flattened images up to 16x16 (on digits it trains ~10x faster on a CPU than the UNet)
-    and the UNet on larger ones; parameterization is categorical for discrete data, eps otherwise.
+    UNet for square images (on digits it reaches 1.73 bits/dim where the TimeMLP, 2-3x faster per
+    step on a CPU, overfits at 2.07: benchmarks/digits_net_shape.py), the TimeMLP for vectors and
+    other shapes; parameterization is categorical for discrete data, eps otherwise.
     Diffusion() itself keeps the DDPM defaults (eps, fixed_large, L_simple, linear).
     """
 
@@ -77,7 +78,7 @@ def make_net(config: DiffusionConfig, levels: int | None, shape: tuple[int, ...]
     mult = Diffusion.net_channels(1, levels, _parameterization(config, levels), config.variance)
     kind = config.net
     if kind == "auto":
-        kind = "unet" if len(shape) == 3 and shape[1] * shape[2] > 256 else "mlp"
+        kind = "unet" if len(shape) == 3 and shape[1] == shape[2] else "mlp"
     if kind == "unet":
         if len(shape) != 3 or shape[1] != shape[2]:
             raise UserError(f"The UNet needs square images [C, H, W], got examples of shape {shape}; "
