@@ -32,6 +32,7 @@ from machine_info import cpu_model  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "diffusion_sampling_speed.json"
 N, K, SHAPE = 64, 17, (1, 8, 8)
+WARM_UP = ("DDPM ancestral, T=1000", "VDM ancestral, 100 steps")  # the first sampler of each model
 
 
 def samplers(ddpm, vdm) -> dict:
@@ -41,10 +42,10 @@ def samplers(ddpm, vdm) -> dict:
         "DDPM ancestral, T=1000": (ddpm.timesteps, lambda p, g: ancestral(ddpm, N, generator=g, precision=p,
                                                                          **common)),
         "DDPM DDIM, 50 steps": (50, lambda p, g: ddim(ddpm, N, steps=50, generator=g, precision=p, **common)),
-        "VDM ancestral, 1000 steps": (1000, lambda p, g: ancestral(vdm, N, generator=g, steps=1000,
-                                                                   precision=p, **common)),
         "VDM ancestral, 100 steps": (100, lambda p, g: ancestral(vdm, N, generator=g, steps=100,
                                                                  precision=p, **common)),
+        "VDM ancestral, 1000 steps": (1000, lambda p, g: ancestral(vdm, N, generator=g, steps=1000,
+                                                                   precision=p, **common)),
     }
 
 
@@ -55,9 +56,11 @@ def timed(fn, precision: str) -> tuple[float, torch.Tensor]:
     return time.perf_counter() - t0, out
 
 
-def measure(fn, precisions: list[str], repeats: int) -> dict:
-    """Seconds per precision over `repeats` rounds, the order alternating; the last samples of each."""
-    fn(precisions[-1], torch.Generator().manual_seed(0))  # warm-up (allocator, kernels)
+def measure(fn, precisions: list[str], repeats: int, warm_up: bool) -> dict:
+    """Seconds per precision over `repeats` rounds, the order alternating; the last samples of each.
+    warm_up: one untimed call per precision first (allocator, kernels), for a model's first sampler."""
+    for p in precisions if warm_up else ():
+        fn(p, torch.Generator().manual_seed(0))
     seconds: dict[str, list[float]] = {p: [] for p in precisions}
     last = {}
     for r in range(repeats):
@@ -85,7 +88,7 @@ def main() -> None:
     ddpm, vdm = build("diffusion", {}, K, SHAPE).eval(), build("vdm", {}, K, SHAPE).eval()
     rows = []
     for name, (calls, fn) in samplers(ddpm, vdm).items():
-        m = measure(fn, precisions, args.repeats)
+        m = measure(fn, precisions, args.repeats, warm_up=name in WARM_UP)
         sec = m["seconds"]
         row = {"sampler": name, "net_calls_per_batch": calls, "n": N,
                "fp32_samples_per_s": N / statistics.median(sec["fp32"]), "seconds": sec}
