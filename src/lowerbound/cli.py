@@ -138,7 +138,8 @@ def _add_train(sub) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/FAMILY-DATA-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision; auto: bf16 where the CPU or GPU has it, else fp32")
     p.add_argument("--eval-every", type=int, help="steps between validation bounds (default 100)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
     p.add_argument("--keep", type=int, help="step checkpoints kept (default 3)")

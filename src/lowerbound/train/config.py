@@ -22,7 +22,7 @@ from ..errors import UserError
 SCHEMA = 1
 SECTIONS = ("model", "data_options")  # mappings merged key by key across layers
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Schedule = Literal["constant", "cosine"]
 FiniteCheck = Literal["logged", "every_step"]

@@ -58,9 +58,10 @@ def check_runtime(cfg: TrainConfig, rt: runtime.Runtime) -> None:
     if cfg.batch_size % rt.world:
         raise UserError(f"The batch size {cfg.batch_size} must be divisible by the number of "
                         f"processes ({rt.world}) so the global batch stays the same.")
-    if cfg.precision == "fp16" and rt.device.type == "cpu":
+    precision = runtime.resolve_precision(cfg.precision, rt.device)
+    if precision == "fp16" and rt.device.type == "cpu":
         raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
-    if cfg.precision == "bf16" and rt.device.type == "cpu" and runtime.cpu_bf16() is None:
+    if precision == "bf16" and rt.device.type == "cpu" and runtime.cpu_bf16() is None:
         raise UserError("The precision bf16 on the CPU needs bfloat16 instructions (avx512_bf16, amx_bf16 "
                         "or ARM bf16), which this CPU lacks; use fp32.")
 
@@ -126,7 +127,8 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         optimizer = make_adamw(groups, cfg, rt.device)
         ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
+        self.precision = runtime.resolve_precision(cfg.precision, rt.device)  # "auto" made concrete
+        scaler = torch.amp.GradScaler(rt.device.type) if self.precision == "fp16" else None
         self.state = TrainState(self.model, optimizer, ema, scaler)
         self.objective = _Objective(self.model)
         if rt.distributed:
@@ -147,9 +149,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _autocast(self):
-        if self.cfg.precision == "fp32":
+        if self.precision == "fp32":
             return nullcontext()
-        return torch.autocast(self.rt.device.type, dtype=AMP_DTYPES[self.cfg.precision])
+        return torch.autocast(self.rt.device.type, dtype=AMP_DTYPES[self.precision])
 
     def train_step(self) -> None:
         """One update.  Nothing here waits for the device: the step's loss terms and gradient norm

@@ -153,7 +153,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dic
             _agree(rt, lambda: opened.append(_open(RunDir(run_dir, cfg.keep, cfg.num_samples), hold, resume,
                                                    resolved)))
             files = opened[0] if opened else None
-            if rt.is_main and cfg.precision == "bf16" and rt.device.type == "cpu":
+            if rt.is_main and runtime.resolve_precision(cfg.precision, rt.device) == "bf16" \
+                    and rt.device.type == "cpu":
                 stderr_log(f"training under bf16 autocast on the CPU ({runtime.cpu_bf16()} instructions).")
             if rt.is_main and runtime.flush_denormals(rt.device):
                 stderr_log("denormal floats are flushed to zero on the CPU (torch.set_flush_denormal), "

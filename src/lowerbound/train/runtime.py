@@ -173,6 +173,18 @@ def cpu_bf16() -> str | None:
     return next((f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags), None)
 
 
+def resolve_precision(name: str, device: torch.device) -> str:
+    """"auto" -> bf16 where the device computes in bfloat16 natively (a CUDA GPU that supports it, a
+    CPU with bf16 instructions: cpu_bf16()), else fp32; any other name is returned as it is."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_bf16() is not None else "fp32"
+    return "fp32"
+
+
 def mean_over_ranks(values: torch.Tensor, rt: Runtime) -> torch.Tensor:
     """Average a tensor over processes (identity in one process)."""
     if rt.distributed:
