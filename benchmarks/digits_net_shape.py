@@ -54,6 +54,7 @@ CONFIGS: dict[str, dict[str, list[str]]] = {
         "unet-noattn": ["model.net=unet", f"{U}attention_resolutions=[]"],
         "unet-drop0": ["model.net=unet", f"{U}dropout=0.0"],
         "unet-c48": ["model.net=unet", f"{U}channels=48"],
+        "unet-bf16": ["model.net=unet", "precision=bf16"],
     },
 }
 

@@ -14,3 +14,10 @@ def test_family_defaults_replace_the_loops_and_yield_to_the_user(tmp_path):
     assert (cfg.batch_size, cfg.lr) == (64, 1e-4)
     cfg, _ = run.configure("vae", [], [], str(tmp_path / "c"), False)  # a family without its own
     assert (cfg.batch_size, cfg.lr) == (TrainConfig().batch_size, TrainConfig().lr)
+
+
+def test_vdm_trains_at_precision_auto_unless_told(tmp_path):
+    cfg, _ = run.configure("vdm", [], [], str(tmp_path / "a"), False)
+    assert cfg.precision == "auto"
+    cfg, _ = run.configure("vdm", [{"precision": "fp32"}], [], str(tmp_path / "b"), False)
+    assert cfg.precision == "fp32"
