@@ -14,7 +14,6 @@ CPU spends; on a GPU the kernels run asynchronously and the table shows launch c
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -61,17 +60,11 @@ def table(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--nets", nargs="+", default=list(step_nets.NETS), choices=list(step_nets.NETS))
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=10, help="steps per timed block")
-    p.add_argument("--repeats", type=int, default=3)
+    p = step_nets.parser(__doc__, 10, 3, "benchmarks/results/profile_train_step.json")
     p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a loop option (TrainConfig), e.g. --set precision=bf16 (JSON values)")
-    p.add_argument("--out", default="benchmarks/results/profile_train_step.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     loop = {k: _value(v) for k, _, v in (s.partition("=") for s in args.set)}

@@ -12,6 +12,7 @@ the device to finish.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -30,6 +31,19 @@ NETS = {
     "diffusion-unet": ("diffusion", {"net": "unet"}),
     "diffusion-mlp": ("diffusion", {}),
 }
+
+
+def parser(doc: str, steps: int, repeats: int, out: str) -> argparse.ArgumentParser:
+    """--nets, --device, --threads, --steps (per timed block), --repeats, --out of both benchmarks."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2)
+    if steps:
+        p.add_argument("--steps", type=int, default=steps, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--out", default=out)
+    return p
 
 
 def trainer(name: str, device: str = "cpu", batch_size: int = 128, **loop) -> Trainer:

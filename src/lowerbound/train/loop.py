@@ -3,11 +3,14 @@
 One step: pick the global batch for this step (a permutation per epoch seeded by (seed, epoch)),
 take this rank's share, seed the step's randomness from (seed, rank, step), compute model.loss
 under autocast, backpropagate (through DistributedDataParallel when launched by torchrun, which
-averages gradients so the update equals one process on the whole global batch), clip, check that
-everything is finite, step AdamW and the EMA.  Evaluation of the validation bound (on the EMA
-weights), checkpoints, samples and metric rows happen at fixed step counts, so a resumed run does
-exactly what an uninterrupted one does.  Data redrawn every epoch (dynamic binarization) come from
-`resample(epoch)`, a pure function of the epoch, so that holds for them too.
+averages gradients so the update equals one process on the whole global batch), clip, step AdamW
+and the EMA.  The step's loss terms and gradient norm stay on the device until the next metric row,
+where they are checked for NaN/inf (the first non-finite step raises, before anything is evaluated
+or saved), so the CPU need not wait for a GPU every step (speed options: speed.py).  Evaluation of
+the validation bound (on the EMA weights), checkpoints, samples and metric rows happen at fixed step
+counts, so a resumed run does exactly what an uninterrupted one does.  Data redrawn every epoch
+(dynamic binarization) come from `resample(epoch)`, a pure function of the epoch, so that holds for
+them too.
 """
 
 from __future__ import annotations
@@ -24,58 +27,15 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from ..prob.units import LN2
-from . import runtime
+from . import runtime, speed
 from .config import TrainConfig
 from .ema import EMA
 from .guards import StopSignals, check_finite
+from .runtime import batch_indices, check_runtime
 from .scoring import score
 from .state import TrainState
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def batch_indices(n: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> Tensor:
-    """[batch_size] indices of the global batch of `step`: epochs are fresh permutations of range(n)
-    seeded by (seed, epoch), cut into n // batch_size batches (the remainder of each epoch is left).
-    _cache (a dict the caller keeps) holds the current epoch's permutation between steps."""
-    per_epoch = max(1, n // batch_size)
-    epoch, i = divmod(step, per_epoch)
-    key = (n, seed, epoch)
-    if _cache is not None and _cache.get("key") == key:
-        perm = _cache["perm"]
-    else:
-        g = runtime.generator(runtime.derive_seed(seed, "data", epoch), torch.device("cpu"))
-        perm = torch.randperm(n, generator=g)
-        if _cache is not None:
-            _cache.update(key=key, perm=perm)
-    if batch_size > n:  # fewer examples than a batch: draw the batch with repetition
-        return perm[torch.arange(batch_size) % n]
-    return perm[i * batch_size:(i + 1) * batch_size]
-
-
-def check_runtime(cfg: TrainConfig, rt: runtime.Runtime) -> None:
-    """Refuse settings this machine cannot run, before anything is written."""
-    if cfg.batch_size % rt.world:
-        raise UserError(f"The batch size {cfg.batch_size} must be divisible by the number of "
-                        f"processes ({rt.world}) so the global batch stays the same.")
-    precision = runtime.resolve_precision(cfg.precision, rt.device)
-    if precision == "fp16" and rt.device.type == "cpu":
-        raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
-    if precision == "bf16" and rt.device.type == "cpu" and runtime.cpu_bf16() is None:
-        raise UserError("The precision bf16 on the CPU needs bfloat16 instructions (avx512_bf16, amx_bf16 "
-                        "or ARM bf16), which this CPU lacks; use fp32.")
-
-
-def make_adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the parameter groups: torch's fused kernel when cfg.fused_adamw and this torch
-    and device have it (runtime.fused_adamw tries it), else the foreach implementation."""
-    impl = {"fused": True} if cfg.fused_adamw and runtime.fused_adamw(device.type) else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0][:160] if text else "") or type(e).__name__
 
 
 class _Objective(nn.Module):
@@ -125,7 +85,7 @@ class Trainer:
                         for ph in self.phases if ph is not None}
         if cfg.channels_last:  # only 4-D tensors change; before the EMA and eval copies are made
             self.model.to(memory_format=torch.channels_last)
-        optimizer = make_adamw(groups, cfg, rt.device)
+        optimizer = speed.make_adamw(groups, cfg, rt.device)
         ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.precision = runtime.resolve_precision(cfg.precision, rt.device)  # "auto" made concrete
         scaler = torch.amp.GradScaler(rt.device.type) if self.precision == "fp16" else None
@@ -137,7 +97,10 @@ class Trainer:
                 self.objective, device_ids=ids, find_unused_parameters=self.phases != (None,))
         self.eval_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.compiled = cfg.compile and self._compile()  # after the eval copy, which stays eager
+        self.compiled = False
+        if cfg.compile:  # after the eval copy, which stays eager
+            self.compiled, note = speed.compile_net(self.model, self.phases != (None,))
+            self._warn(note)
         self._compile_pending = self.compiled  # until the first compiled step has run
         self._rows: list[tuple[int, Tensor]] = []  # (step, [terms..., grad norm]) not yet on the host
         self._acc: list[float] | None = None
@@ -265,35 +228,21 @@ class Trainer:
             torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
         return total
 
-    # ------------------------------------------------------------------ speed options
-    def _compile(self) -> bool:
-        """torch.compile the net's forward (the model's `net`); False, with a warning, where that
-        cannot be done.  A failure of the compiler itself shows at the first step (see _uncompile)."""
-        net = getattr(self.model, "net", None)
-        if not isinstance(net, nn.Module) or self.phases != (None,):
-            self._warn("compile: this model has no single net to compile; training eagerly.")
-            return False
-        try:
-            net.forward = torch.compile(net.forward)
-        except Exception as e:  # noqa: BLE001 - e.g. a Python version dynamo does not support
-            self._warn(f"compile: torch.compile failed ({_first_line(e)}); training eagerly.")
-            return False
-        return True
-
+    # ------------------------------------------------------------------ compile
     def _uncompile(self, e: Exception) -> None:
         self.eager()
-        self._warn(f"compile: the compiled net failed at its first step ({_first_line(e)}); "
+        self._warn(f"compile: the compiled net failed at its first step ({speed.first_line(e)}); "
                    "training eagerly.")
 
     def eager(self) -> None:
         """Back to the net's own forward (scoring after training sees other batch shapes, which a
         compiled net would compile again)."""
         if self.compiled:
-            del self.model.net.forward  # the instance attribute: the class's forward again
+            speed.uncompile_net(self.model)
             self.compiled = False
 
-    def _warn(self, message: str) -> None:
-        if self.rt.is_main:
+    def _warn(self, message: str | None) -> None:
+        if message and self.rt.is_main:
             print(f"lowerbound: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ evaluation and logging

@@ -18,12 +18,15 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -215,3 +218,35 @@ def broadcast(obj: Any, rt: Runtime) -> Any:
 def barrier(rt: Runtime) -> None:
     if rt.distributed:
         dist.barrier()
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> torch.Tensor:
+    """[batch_size] indices of the global batch of `step`: epochs are fresh permutations of range(n)
+    seeded by (seed, epoch), cut into n // batch_size batches (the remainder of each epoch is left).
+    _cache (a dict the caller keeps) holds the current epoch's permutation between steps."""
+    per_epoch = max(1, n // batch_size)
+    epoch, i = divmod(step, per_epoch)
+    key = (n, seed, epoch)
+    if _cache is not None and _cache.get("key") == key:
+        perm = _cache["perm"]
+    else:
+        g = generator(derive_seed(seed, "data", epoch), torch.device("cpu"))
+        perm = torch.randperm(n, generator=g)
+        if _cache is not None:
+            _cache.update(key=key, perm=perm)
+    if batch_size > n:  # fewer examples than a batch: draw the batch with repetition
+        return perm[torch.arange(batch_size) % n]
+    return perm[i * batch_size:(i + 1) * batch_size]
+
+
+def check_runtime(cfg: TrainConfig, rt: Runtime) -> None:
+    """Refuse settings this machine cannot run, before anything is written."""
+    if cfg.batch_size % rt.world:
+        raise UserError(f"The batch size {cfg.batch_size} must be divisible by the number of "
+                        f"processes ({rt.world}) so the global batch stays the same.")
+    precision = resolve_precision(cfg.precision, rt.device)
+    if precision == "fp16" and rt.device.type == "cpu":
+        raise UserError("The precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
+    if precision == "bf16" and rt.device.type == "cpu" and cpu_bf16() is None:
+        raise UserError("The precision bf16 on the CPU needs bfloat16 instructions (avx512_bf16, amx_bf16 "
+                        "or ARM bf16), which this CPU lacks; use fp32.")
