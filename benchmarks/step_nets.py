@@ -2,7 +2,7 @@
 
   vdm-unet        the VDM family's default on digits (net "auto": the UNet)
   diffusion-unet  the diffusion family with net=unet
-  diffusion-mlp   the diffusion family's default on digits (net "auto": the TimeMLP)
+  diffusion-mlp   the diffusion family with net=mlp (its TimeMLP; the default on digits until the UNet)
 
 `trainer(name, device, **loop)` builds one on digits (batch 128, the family's defaults, seed 0) with
 no evaluation, checkpoints or progress bar; `block(trainer, steps)` runs that many more steps of its
@@ -29,7 +29,7 @@ from machine_info import cpu_model
 NETS = {
     "vdm-unet": ("vdm", {}),
     "diffusion-unet": ("diffusion", {"net": "unet"}),
-    "diffusion-mlp": ("diffusion", {}),
+    "diffusion-mlp": ("diffusion", {"net": "mlp"}),
 }
 
 
