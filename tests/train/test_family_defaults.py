@@ -1,5 +1,7 @@
 """A family's own loop defaults (registry train_defaults) sit between the loop's defaults and the user's."""
 
+import pytest
+
 from lowerbound.models import registry
 from lowerbound.train import run
 from lowerbound.train.config import TrainConfig
@@ -16,8 +18,9 @@ def test_family_defaults_replace_the_loops_and_yield_to_the_user(tmp_path):
     assert (cfg.batch_size, cfg.lr) == (TrainConfig().batch_size, TrainConfig().lr)
 
 
-def test_vdm_trains_at_precision_auto_unless_told(tmp_path):
-    cfg, _ = run.configure("vdm", [], [], str(tmp_path / "a"), False)
+@pytest.mark.parametrize("family", ["vdm", "diffusion"])
+def test_diffusion_families_train_at_precision_auto_unless_told(tmp_path, family):
+    cfg, _ = run.configure(family, [], [], str(tmp_path / "a"), False)
     assert cfg.precision == "auto"
-    cfg, _ = run.configure("vdm", [{"precision": "fp32"}], [], str(tmp_path / "b"), False)
+    cfg, _ = run.configure(family, [{"precision": "fp32"}], [], str(tmp_path / "b"), False)
     assert cfg.precision == "fp32"
