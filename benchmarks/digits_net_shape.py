@@ -46,6 +46,7 @@ CONFIGS: dict[str, dict[str, list[str]]] = {
         "lr2e-3": ["lr=2e-3"],
         "bf16": ["precision=bf16"],
         "drop01-bf16": [f"{U}dropout=0.1", "precision=bf16"],
+        "drop02": [f"{U}dropout=0.2"],
     },
     "diffusion": {
         "mlp": [],
