@@ -121,7 +121,11 @@ def main() -> None:
     print(f"CPU {result['cpu']} (bf16: {bf16}), {args.threads} threads, load average "
           f"{load_before[0]:.2f} before, {result['load_average_after'][0]:.2f} after")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    # the machine is shared and noisy: keep every run's numbers, the newest first
+    last = json.loads(OUT.read_text()) if OUT.is_file() else None
+    earlier = [] if last is None else [{k: v for k, v in last.items() if k != "earlier_runs"}] + \
+        last.get("earlier_runs", [])
+    OUT.write_text(json.dumps({**result, "earlier_runs": earlier}, indent=2) + "\n")
     print(f"wrote {OUT}")
 
 
