@@ -3,7 +3,9 @@
 fp32 and under bf16 autocast (sample.batches), measured interleaved in one process (fp32, bf16,
 bf16, fp32, ... per repeat) so that the ratio fp32 time / bf16 time is paired on the same load.
 
-    flock /work/bench.lock python benchmarks/diffusion_sampling_speed.py [--repeats 3] [--threads 2]
+    flock /work/bench.lock python benchmarks/diffusion_sampling_speed.py --family diffusion
+    flock /work/bench.lock python benchmarks/diffusion_sampling_speed.py --family vdm
+    (each under 3 minutes on 2 cores; --repeats 3, --threads 2 by default)
 
 The models are the families' default configurations, UNTRAINED (random weights): a sampler's cost is
 its net calls and its arithmetic, which do not depend on the weights, so this measures speed only.
@@ -32,21 +34,19 @@ from machine_info import cpu_model  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "diffusion_sampling_speed.json"
 N, K, SHAPE = 64, 17, (1, 8, 8)
-WARM_UP = ("DDPM ancestral, T=1000", "VDM ancestral, 100 steps")  # the first sampler of each model
 
 
-def samplers(ddpm, vdm) -> dict:
-    """name -> (net calls per sample batch, fn(precision, generator) -> samples)."""
+def samplers(family: str, model) -> dict:
+    """name -> (net calls per sample batch, fn(precision, generator) -> samples); the cheap one first
+    (it warms the model up)."""
     common = {"progress": False, "batch_size": N}
-    return {
-        "DDPM ancestral, T=1000": (ddpm.timesteps, lambda p, g: ancestral(ddpm, N, generator=g, precision=p,
-                                                                         **common)),
-        "DDPM DDIM, 50 steps": (50, lambda p, g: ddim(ddpm, N, steps=50, generator=g, precision=p, **common)),
-        "VDM ancestral, 100 steps": (100, lambda p, g: ancestral(vdm, N, generator=g, steps=100,
-                                                                 precision=p, **common)),
-        "VDM ancestral, 1000 steps": (1000, lambda p, g: ancestral(vdm, N, generator=g, steps=1000,
-                                                                   precision=p, **common)),
-    }
+    if family == "diffusion":
+        return {"DDPM DDIM, 50 steps": (50, lambda p, g: ddim(model, N, steps=50, generator=g, precision=p,
+                                                              **common)),
+                "DDPM ancestral, T=1000": (model.timesteps, lambda p, g: ancestral(model, N, generator=g,
+                                                                                  precision=p, **common))}
+    return {f"VDM ancestral, {steps} steps": (steps, lambda p, g, steps=steps: ancestral(
+        model, N, steps=steps, generator=g, precision=p, **common)) for steps in (100, 1000)}
 
 
 def timed(fn, precision: str) -> tuple[float, torch.Tensor]:
@@ -74,25 +74,18 @@ def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    runtime.flush_denormals(torch.device("cpu"))
-    bf16 = runtime.cpu_bf16()
-    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+def measure_family(family: str, precisions: list[str], repeats: int) -> dict:
+    """One part of the result: every sampler of one family's default model, with its load average."""
     load_before = os.getloadavg()
     torch.manual_seed(0)
-    ddpm, vdm = build("diffusion", {}, K, SHAPE).eval(), build("vdm", {}, K, SHAPE).eval()
+    model = build(family, {}, K, SHAPE).eval()
     rows = []
-    for name, (calls, fn) in samplers(ddpm, vdm).items():
-        m = measure(fn, precisions, args.repeats, warm_up=name in WARM_UP)
+    for i, (name, (calls, fn)) in enumerate(samplers(family, model).items()):
+        m = measure(fn, precisions, repeats, warm_up=i == 0)
         sec = m["seconds"]
         row = {"sampler": name, "net_calls_per_batch": calls, "n": N,
                "fp32_samples_per_s": N / statistics.median(sec["fp32"]), "seconds": sec}
-        if bf16:
+        if "bf16" in precisions:
             ratios = [a / b for a, b in zip(sec["fp32"], sec["bf16"])]
             a, b = m["samples"]["fp32"], m["samples"]["bf16"]
             row.update(bf16_samples_per_s=N / statistics.median(sec["bf16"]),
@@ -103,29 +96,46 @@ def main() -> None:
         rows.append(row)
         print(f"{name:<28} fp32 {row['fp32_samples_per_s']:8.1f} samples/s"
               + (f"   bf16 {row['bf16_samples_per_s']:8.1f} samples/s   bf16 speed-up "
-                 f"{row['bf16_speedup_median']:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})" if bf16 else ""),
-              flush=True)
+                 f"{row['bf16_speedup_median']:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                 if "bf16" in precisions else ""), flush=True)
+    load_after = os.getloadavg()
+    print(f"  load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    return {"model": f"{family} default config, untrained, {_params(model):,} parameters, net "
+                     f"{type(model.net).__name__}", "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average_before": list(load_before), "load_average_after": list(load_after), "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", action="append", choices=["diffusion", "vdm"],
+                    help="the family to measure (repeatable; default both: run them apart to keep each "
+                         "run under 3 minutes)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    runtime.flush_denormals(torch.device("cpu"))
+    bf16 = runtime.cpu_bf16()
+    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+    print(f"CPU {cpu_model()} (bf16: {bf16}), {args.threads} threads", flush=True)
+    # the machine is shared and noisy: every part keeps its earlier runs, the newest first
+    data = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    parts = data.get("parts", {})
+    for family in args.family or ["diffusion", "vdm"]:
+        part = measure_family(family, precisions, args.repeats)
+        old = parts.get(family)
+        part["earlier_runs"] = [] if old is None else \
+            [{k: v for k, v in old.items() if k != "earlier_runs"}] + old.get("earlier_runs", [])
+        parts[family] = part
     result = {
         "benchmark": "diffusion_sampling_speed", "cpu": cpu_model(), "cpu_bf16": bf16,
-        "threads": args.threads,
-        "torch": torch.__version__, "repeats": args.repeats, "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
-        "models": {"diffusion": f"default config, untrained, {_params(ddpm):,} parameters, "
-                                f"T={ddpm.timesteps}",
-                   "vdm": f"default config, untrained, {_params(vdm):,} parameters"},
+        "threads": args.threads, "torch": torch.__version__, "repeats": args.repeats,
         "note": "untrained models: speed only (a sampler's cost does not depend on the weights); "
                 "samples/s = 64 / median seconds of one 64-sample batch; speed-up = fp32 s / bf16 s, "
-                "paired per repeat, the order alternating",
-        "rows": rows,
-    }
-    print(f"CPU {result['cpu']} (bf16: {bf16}), {args.threads} threads, load average "
-          f"{load_before[0]:.2f} before, {result['load_average_after'][0]:.2f} after")
+                "paired per repeat, the order alternating; each part has its own load average",
+        "parts": parts, "before_the_split": data.get("before_the_split", data.get("rows") and data)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    # the machine is shared and noisy: keep every run's numbers, the newest first
-    last = json.loads(OUT.read_text()) if OUT.is_file() else None
-    earlier = [] if last is None else [{k: v for k, v in last.items() if k != "earlier_runs"}] + \
-        last.get("earlier_runs", [])
-    OUT.write_text(json.dumps({**result, "earlier_runs": earlier}, indent=2) + "\n")
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {OUT}")
 
 
