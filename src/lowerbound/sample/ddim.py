@@ -41,8 +41,9 @@ def ddim(model: Diffusion, n: int, *, steps: int = 50, eta: float = 0.0,
     data; in batches of batch_size (sample.batches: one bar over all net calls; precision fp32, bf16 or
     fp16 on CUDA).  Starts from x_T ~ N(0, I) whatever the subsequence, since q(x_T) is close to
     N(0, I).  Every x_T is drawn before the first batch, so with eta = 0 (no other randomness) the
-    samples do not depend on batch_size; with eta > 0 each batch's step noise follows the batch
-    before's on the one generator (sample.ancestral's docstring)."""
+    samples do not depend on batch_size (bitwise, where the net's arithmetic for one example does not
+    depend on the batch around it: so for our MLP and UNet on this project's CPUs); with eta > 0 each
+    batch's step noise follows the batch before's on the one generator (sample.ancestral's docstring)."""
     check_request(model, n, batch_size)
     if not 0.0 <= eta <= 1.0:
         raise UserError(f"DDIM eta must be in [0, 1], got {eta}.")
