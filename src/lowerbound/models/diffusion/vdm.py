@@ -64,10 +64,11 @@ class VDMConfig:
     sample_steps: T of the ancestral sampler.  net "auto": the UNet for images [C, H, W] (on digits
     it reaches 1.91 bits/dim where the MLP stalls at 2.40), the TimeMLP otherwise.
     width/depth/emb_dim/dropout: the TimeMLP (net "mlp"); unet: the UNet's sizes (net "unet",
-    options.UNetOptions, e.g. --set model.unet.channels=64); its dropout 0.1 keeps digits improving
-    to step ~2700 where 0.0 overfits after ~2000 (valid 1.739 against 1.747 bits/dim,
-    benchmarks/results/digits_net_shape_vdm*.json).  The family trains at precision "auto" (bf16
-    where the hardware has it: the same bits/dim after 3000 steps, 1.20x the examples/s).
+    options.UNetOptions, e.g. --set model.unet.channels=64); its dropout 0.2 keeps digits improving
+    past step 3400 (valid 1.708 bits/dim) where 0.1 levels off at 1.739 by step 2600 and 0.0
+    overfits after 1.747 at 2000 (benchmarks/results/digits_net_shape_vdm*.json).  The family
+    trains at precision "auto" (bf16 where the hardware has it: the same bits/dim after 3000 steps,
+    1.20x the examples/s).
     scale: continuous data only, y = x / scale."""
 
     gamma_min: float | None = None
@@ -79,7 +80,7 @@ class VDMConfig:
     net: Literal["auto", "mlp", "unet"] = "auto"
     parameterization: Literal["eps", "x"] = "eps"
     width: int = 512
-    unet: UNetOptions = field(default_factory=UNetOptions)
+    unet: UNetOptions = field(default_factory=lambda: UNetOptions(dropout=0.2))
     depth: int = 3
     emb_dim: int = 64
     dropout: float = 0.0
