@@ -132,7 +132,9 @@ def main() -> None:
         "threads": args.threads, "torch": torch.__version__, "repeats": args.repeats,
         "note": "untrained models: speed only (a sampler's cost does not depend on the weights); "
                 "samples/s = 64 / median seconds of one 64-sample batch; speed-up = fp32 s / bf16 s, "
-                "paired per repeat, the order alternating; each part has its own load average",
+                "paired per repeat, the order alternating; each part has its own load average; "
+                "bf16_pixels_equal_to_fp32 says nothing of bf16's accuracy here: an untrained UNet's "
+                "last layer starts at zero, so its output is 0 in either precision",
         "parts": parts, "before_the_split": data.get("before_the_split", data.get("rows") and data)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
