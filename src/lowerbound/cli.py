@@ -321,18 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def passive_openmp() -> None:
-    """OMP_WAIT_POLICY=PASSIVE unless the user set a policy, before torch (and its OpenMP runtime,
-    which reads the variable once, when it loads) is imported.  OpenMP threads otherwise spin while
-    they wait, and on a busy machine a spinning thread takes the core its partner needs: training the
-    digits VAE on 2 threads beside other work cost 212 ms of CPU per step against 18 ms with PASSIVE
-    (benchmarks/omp_contention.py)."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp()
     code = _main(argv)
     if argv is None and "torch.distributed" in sys.modules and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from .train.runtime import end_worker
