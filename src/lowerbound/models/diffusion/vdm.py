@@ -64,9 +64,10 @@ class VDMConfig:
     sample_steps: T of the ancestral sampler.  net "auto": the UNet for images [C, H, W] (on digits
     it reaches 1.91 bits/dim where the MLP stalls at 2.40), the TimeMLP otherwise.
     width/depth/emb_dim/dropout: the TimeMLP (net "mlp"); unet: the UNet's sizes (net "unet",
-    options.UNetOptions, e.g. --set model.unet.channels=64); its dropout 0.2 keeps digits improving
-    past step 3400 (valid 1.708 bits/dim) where 0.1 levels off at 1.739 by step 2600 and 0.0
-    overfits after 1.747 at 2000 (benchmarks/results/digits_net_shape_vdm*.json).  The family
+    options.UNetOptions, e.g. --set model.unet.channels=64).  The default, 48 channels with dropout
+    0.1, was chosen on digits' validation bound for a 5-minute budget: at 2600 steps it reaches 1.683
+    bits/dim where 32 channels reach 1.739 (dropout 0.1) or 1.708 by step 3400 (dropout 0.2), at
+    0.64x their examples/s (benchmarks/results/digits_net_shape_vdm*.json, diffusion_budget.json).  The family
     trains at precision "auto" (bf16 where the hardware has it: the same bits/dim after 3000 steps,
     1.20x the examples/s).
     scale: continuous data only, y = x / scale."""
@@ -80,7 +81,7 @@ class VDMConfig:
     net: Literal["auto", "mlp", "unet"] = "auto"
     parameterization: Literal["eps", "x"] = "eps"
     width: int = 512
-    unet: UNetOptions = field(default_factory=lambda: UNetOptions(dropout=0.2))
+    unet: UNetOptions = field(default_factory=lambda: UNetOptions(channels=48, dropout=0.1))
     depth: int = 3
     emb_dim: int = 64
     dropout: float = 0.0
