@@ -62,9 +62,8 @@ class Diffusion(GenerativeModel):
 
     family = "diffusion"
     estimators = ("full", "mc", "is", "ode")
-    # the full sum costs T net calls per example; at about the time of mc-32, is-32 (pilot proposal)
-    # spreads 0.013 bits/dim over seeds against mc-32's 0.089 on digits validation (UNet default, 123
-    # steps; 0.058 against 0.099 for the TimeMLP: benchmarks/ddpm_validation_estimator.py)
+    # the full sum costs T net calls per example; is-32 varies less than mc-32 at about its cost
+    # (benchmarks/ddpm_validation_estimator.py)
     validation_estimator = ("is", 32)
     iterative_sampler = True
 
