@@ -62,8 +62,7 @@ class Diffusion(GenerativeModel):
 
     family = "diffusion"
     estimators = ("full", "mc", "is", "ode")
-    # the full sum costs T net calls per example; is-32 varies less than mc-32 at about its cost
-    # (benchmarks/ddpm_validation_estimator.py)
+    # T net calls an example for the full sum; is-32 varies less than mc-32 at about its cost (benchmarks/)
     validation_estimator = ("is", 32)
     iterative_sampler = True
 
