@@ -34,3 +34,17 @@ def test_trainer_autocasts_at_the_resolved_precision(monkeypatch, flag):
     with t._autocast():
         dtype = torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype
     assert dtype == (torch.bfloat16 if flag else torch.float32)
+
+
+@pytest.mark.parametrize("flag", ["avx512_bf16", None])
+def test_the_run_reports_the_precision_it_used(monkeypatch, tmp_path, flag):
+    """precision auto is resolved once, and the result and report.md name what ran, not "auto"."""
+    from lowerbound.train import run
+
+    monkeypatch.setattr(runtime, "cpu_bf16", lambda: flag)
+    cfg, run_dir = run.configure("independent", [{"steps": 2, "eval_every": 2, "precision": "auto"}], [],
+                                 str(tmp_path / "r"), False)
+    out = run.train(cfg, run_dir, progress=False)
+    used = "bf16" if flag else "fp32"
+    assert out["precision"] == used
+    assert f"{used} (auto)" in (run_dir / "report.md").read_text()

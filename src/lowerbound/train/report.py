@@ -95,6 +95,8 @@ def write_report(cfg, files: RunDir, model, dataset, results: dict, info: dict[s
     if info.get("examples_per_s"):
         facts["training throughput (examples/s)"] = f"{info['examples_per_s']:.0f}"
         facts["training time (s)"] = f"{info.get('train_seconds', 0.0):.1f}"
+    if info.get("precision"):
+        facts["precision"] = info["precision"] + (" (auto)" if cfg.precision == "auto" else "")
     notes = [f"Train is scored on its first {results['train'].get('n', '?')} examples (as many as the "
              "test set); validation is the held-out fraction of train. Every number is an upper bound "
              "on -log P(x) unless its estimator is exact; the interval is over examples."

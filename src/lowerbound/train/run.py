@@ -153,9 +153,11 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dic
             _agree(rt, lambda: opened.append(_open(RunDir(run_dir, cfg.keep, cfg.num_samples), hold, resume,
                                                    resolved)))
             files = opened[0] if opened else None
-            if rt.is_main and runtime.resolve_precision(cfg.precision, rt.device) == "bf16" \
-                    and rt.device.type == "cpu":
-                stderr_log(f"training under bf16 autocast on the CPU ({runtime.cpu_bf16()} instructions).")
+            precision = runtime.resolve_precision(cfg.precision, rt.device)
+            if rt.is_main and precision != "fp32":
+                how = f" ({runtime.cpu_bf16()} instructions)" if rt.device.type == "cpu" else ""
+                stderr_log(f"training under {precision} autocast on {rt.device.type}{how}"
+                           + (" (precision auto)." if cfg.precision == "auto" else "."))
             if rt.is_main and runtime.flush_denormals(rt.device):
                 stderr_log("denormal floats are flushed to zero on the CPU (torch.set_flush_denormal), "
                            "which keeps small models from slowing down as weights shrink.")
@@ -222,7 +224,8 @@ def _train_gradient(cfg, rt, model, train_x, valid_x, files, run_dir, resume, pr
     return {"steps": st.step, "stopped": reason, "best_step": st.best_step,
             "best_valid": st.best_value if st.best_step >= 0 else None,
             "examples_per_s": st.examples / st.elapsed if st.elapsed else None,
-            "train_seconds": st.elapsed, "last_valid_terms": trainer.last_valid_terms}
+            "train_seconds": st.elapsed, "last_valid_terms": trainer.last_valid_terms,
+            "precision": trainer.precision}
 
 
 def _load_state(trainer: Trainer, state: dict[str, Any], run_dir: Path) -> None:
@@ -259,7 +262,7 @@ def finish(cfg, rt, model, dataset, train_x, valid_x, files: RunDir, info, progr
         results, info["notes"] = {}, implicit.report_notes(test)
     write_report(cfg, files, model, dataset, results, info)
     return {**test, "splits": results, "run_dir": str(files.path), **{k: v for k, v in info.items()
-            if k in ("steps", "stopped", "selected", "examples_per_s", "train_seconds", "fit")},
+            if k in ("steps", "stopped", "selected", "examples_per_s", "train_seconds", "fit", "precision")},
             "diagnostics": info.get("diagnostics", {})}
 
 
