@@ -155,8 +155,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dic
             files = opened[0] if opened else None
             precision = runtime.resolve_precision(cfg.precision, rt.device)
             if rt.is_main and precision != "fp32":
-                how = f" ({runtime.cpu_bf16()} instructions)" if rt.device.type == "cpu" else ""
-                stderr_log(f"training under {precision} autocast on {rt.device.type}{how}"
+                cpu = rt.device.type == "cpu"
+                where = f"the CPU ({runtime.cpu_bf16()} instructions)" if cpu else str(rt.device)
+                stderr_log(f"training under {precision} autocast on {where}"
                            + (" (precision auto)." if cfg.precision == "auto" else "."))
             if rt.is_main and runtime.flush_denormals(rt.device):
                 stderr_log("denormal floats are flushed to zero on the CPU (torch.set_flush_denormal), "
