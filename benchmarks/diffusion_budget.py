@@ -28,9 +28,10 @@ from machine_info import cpu_model
 TARGETS = {"vdm": 1.75, "diffusion": 1.95}
 
 
-def cli(args: list[str]) -> dict:
+def cli(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """`lowerbound ARGS --json` in a fresh process (env: its whole environment, default ours)."""
     cmd = [sys.executable, "-m", "lowerbound", *args, "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"lowerbound {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout)

@@ -107,6 +107,26 @@ def diffusers_step(unet, sched, opt, x0: Tensor, g: torch.Generator) -> float:
     return float(loss.detach())
 
 
+def our_trainer(train: Tensor, args, **loop):
+    """Our diffusion family's Trainer on the net that mirrors diffusers_unet (L_simple, eps, linear
+    schedule, dropout args.dropout), in train mode; loop: TrainConfig options beyond the defaults."""
+    from lowerbound.train import runtime
+    from lowerbound.train.config import TrainConfig
+    from lowerbound.train.loop import Trainer
+
+    options = {"net": "unet", "parameterization": "eps", "variance": "fixed_large", "loss": "simple",
+               "timestep_sampling": "uniform", "schedule": "linear",
+               "unet": {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+                        "attention_resolutions": [4], "dropout": args.dropout, "groups": 8}}
+    torch.manual_seed(args.seed)
+    model = registry.build("diffusion", options, 17, (1, 8, 8))
+    cfg = TrainConfig(family="diffusion", batch_size=args.batch, lr=args.lr, grad_clip=1.0,
+                      ema_decay=args.ema, steps=10**9, **loop)
+    t = Trainer(cfg, runtime.Runtime(torch.device("cpu")), model, train, None, progress=False)
+    t.model.train()
+    return t
+
+
 def speed(train: Tensor, args) -> dict:
     """Examples/s of one training step, interleaved in blocks (the order rotates every block).
     diffusers: its step as its users run it (fp32, Adam, clip_grad_norm_); diffusers-bf16: the same
@@ -115,29 +135,16 @@ def speed(train: Tensor, args) -> dict:
     ours: the Trainer step with its defaults (fused AdamW where torch has it) and bf16 autocast where
     the CPU has bfloat16 instructions (runtime.cpu_bf16()), else fp32."""
     from lowerbound.train import runtime
-    from lowerbound.train.config import TrainConfig
-    from lowerbound.train.loop import Trainer
 
     torch.manual_seed(args.seed)
     unet, sched = diffusers_unet(args.dropout).train(), ddpm_scheduler()
     unet16 = copy.deepcopy(unet)
     opt_d = torch.optim.Adam(unet.parameters(), lr=args.lr)
     opt_d16 = torch.optim.Adam(unet16.parameters(), lr=args.lr)
-    options = {"net": "unet", "parameterization": "eps", "variance": "fixed_large", "loss": "simple",
-               "timestep_sampling": "uniform", "schedule": "linear",
-               "unet": {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
-                        "attention_resolutions": [4], "dropout": args.dropout, "groups": 8}}
     bf16 = runtime.cpu_bf16() is not None
-    rt = runtime.Runtime(torch.device("cpu"))
-    trainers = {}
-    for name, extra in {"ours-fp32": {"precision": "fp32", "fused_adamw": False},
-                        "ours": {"precision": "bf16" if bf16 else "fp32"}}.items():
-        torch.manual_seed(args.seed)
-        model = registry.build("diffusion", options, 17, (1, 8, 8))
-        cfg = TrainConfig(family="diffusion", batch_size=args.batch, lr=args.lr, grad_clip=1.0,
-                          ema_decay=args.ema, steps=10**9, **extra)
-        trainers[name] = Trainer(cfg, rt, model, train, None, progress=False)
-        trainers[name].model.train()
+    trainers = {name: our_trainer(train, args, **extra)
+                for name, extra in {"ours-fp32": {"precision": "fp32", "fused_adamw": False},
+                                    "ours": {"precision": "bf16" if bf16 else "fp32"}}.items()}
     g = torch.Generator().manual_seed(args.seed)
     y0 = to_signed(train, 17)
 
@@ -147,10 +154,14 @@ def speed(train: Tensor, args) -> dict:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 diffusers_step(model, sched, opt, y0[idx], g)
 
+    def our_block(t) -> None:
+        for _ in range(args.block_steps):
+            t.train_step()
+        t.drain()  # the steps' losses reach the host and are checked for NaN, as in the loop
+
     steps = {"diffusers": lambda: diffusers_block(unet, opt_d, False),
              "diffusers-bf16": lambda: diffusers_block(unet16, opt_d16, True),
-             **{name: (lambda t=t: [t.train_step() for _ in range(args.block_steps)])
-                for name, t in trainers.items()}}
+             **{name: (lambda t=t: our_block(t)) for name, t in trainers.items()}}
     if not bf16:
         del steps["diffusers-bf16"]
     names = list(steps)
