@@ -15,6 +15,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+import torch
+
 from common import RESULTS, machine
 from lowerbound.compare import CompareConfig, compare, entries_for
 
@@ -59,7 +61,7 @@ def main(argv=None) -> None:
         shutil.copy(grid, dest / "samples" / grid.name)
     shot = screenshot(dest / "compare.html", dest / "screenshot.png")
     print((dest / "compare.md").read_text())
-    print(f"machine at the end: {machine(1)}; screenshot: {shot}")
+    print(f"machine at the end: {machine(torch.get_num_threads())}; screenshot: {shot}")
 
 
 if __name__ == "__main__":
