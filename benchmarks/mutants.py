@@ -39,13 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 M, P, E = "tests/models/", "tests/prob/", "tests/eval/test_likelihood.py"
 SCORING = "tests/train/test_scoring.py"
+DIFFUSION = [M + "test_diffusion.py", M + "test_diffusion_estimators.py"]
+VARIANCES, PLANS = M + "test_bound_variances.py", M + "test_work_plans.py"
 TESTS = {
-    "models/diffusion/ddpm.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
-    "models/diffusion/vlb.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
-    "models/diffusion/schedule.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
-    "models/diffusion/gaussian.py": [M + "test_diffusion.py", M + "test_diffusion_estimators.py"],
-    "models/diffusion/vdm.py": [M + "test_vdm.py"],
-    "models/vae.py": [M + "test_vae.py"],
+    "models/diffusion/ddpm.py": [*DIFFUSION, VARIANCES, PLANS],
+    "models/diffusion/vlb.py": [*DIFFUSION, VARIANCES, PLANS],
+    "models/diffusion/schedule.py": [*DIFFUSION, M + "test_schedule_edges.py", VARIANCES],
+    "models/diffusion/gaussian.py": DIFFUSION,
+    "models/diffusion/vdm.py": [M + "test_vdm.py", VARIANCES],
+    "models/vae.py": [M + "test_vae.py", PLANS],
     "models/decoders.py": [M + "test_decoders.py", M + "test_vae.py"],
     "prob/kl.py": [P + "test_kl.py", P + "test_information.py", P + "test_coverage.py"],
     "prob/montecarlo.py": [P + "test_montecarlo.py", P + "test_kl.py", P + "test_coverage.py"],
