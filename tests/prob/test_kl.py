@@ -13,7 +13,7 @@ from scipy import integrate
 
 from lowerbound.errors import UserError
 from lowerbound.prob import cross_entropy, kl_divergence
-from lowerbound.prob.kl import DEFAULT_NUM_SAMPLES
+from lowerbound.prob.kl import DEFAULT_NUM_SAMPLES, log_prob_or_neg_inf
 
 F64 = torch.float64
 
@@ -196,3 +196,18 @@ def test_monte_carlo_kl_is_infinite_where_p_has_zero_mass(q, p):
     ce = cross_entropy(q, p, method="mc", num_samples=200, generator=torch.Generator().manual_seed(0))
     assert torch.isposinf(kl.value).all() and (kl.stderr == 0).all()
     assert torch.isposinf(ce.value).all() and (ce.stderr == 0).all()
+
+
+@pytest.mark.parametrize("probs", [[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
+def test_zero_mass_is_found_in_every_category(probs):
+    """log p(z) is log probs[z] exactly, -inf where the probability is 0, whichever category that is."""
+    p = torch.tensor(probs, dtype=F64)
+    got = log_prob_or_neg_inf(D.Categorical(probs=p), torch.arange(3))
+    torch.testing.assert_close(got, p.log())
+
+
+def test_monte_carlo_kl_is_infinite_where_the_first_category_has_no_mass():
+    q, p = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.5, 0.5])
+    kl = kl_divergence(q, p, method="mc", num_samples=200, generator=_gen())
+    assert kl.value.item() == math.inf and kl.stderr.item() == 0.0
+    assert kl_divergence(p, q, method="mc", num_samples=200, generator=_gen()).value.item() == math.inf

@@ -1,6 +1,8 @@
 """Monte Carlo: the 95% interval covers the truth about 95% of the time; draws from a generator follow
 their distribution (Kolmogorov-Smirnov against scipy's CDFs), are reproducible and keep gradients."""
 
+import math
+
 import pytest
 import torch
 import torch.distributions as D
@@ -110,3 +112,23 @@ def test_independent_estimates_add_in_quadrature():
     for total, value in ((a + b, 3.0), (a - b, -1.0)):
         assert total.value.item() == pytest.approx(value) and total.stderr.item() == pytest.approx(0.5)
     assert (a + b).num_samples == 20 and not (a + b).exact
+
+
+# torch.rand on the CPU draws float32 on the grid j / 2^24, so u = 0 exactly comes once in 2^24 draws: this
+# generator state gives one at draw 3997 of 4096 (checked below), an event a long Monte Carlo run meets.
+ZERO_SEED, ZERO_AT, ZERO_N = 2313, 3997, 4096
+
+
+def test_laplace_draws_stay_finite_when_the_uniform_is_exactly_zero():
+    assert torch.rand(ZERO_N, generator=_gen(ZERO_SEED))[ZERO_AT].item() == 0.0
+    z = draw(D.Laplace(torch.tensor(0.0), torch.tensor(1.0)), (ZERO_N,), generator=_gen(ZERO_SEED))
+    assert torch.isfinite(z).all()
+    # u = -1 is kept at -1 + eps: the draw is log(eps), the lowest the float32 grid reaches
+    assert z[ZERO_AT].item() == pytest.approx(math.log(torch.finfo(torch.float32).eps), rel=1e-6)
+
+
+def test_bernoulli_draws_of_probability_zero_are_always_zero():
+    assert torch.rand(ZERO_N, generator=_gen(ZERO_SEED))[ZERO_AT].item() == 0.0
+    zero = draw(D.Bernoulli(torch.tensor(0.0)), (ZERO_N,), generator=_gen(ZERO_SEED))
+    one = draw(D.Bernoulli(torch.tensor(1.0)), (ZERO_N,), generator=_gen(ZERO_SEED))
+    assert zero.eq(0).all() and one.eq(1).all()

@@ -147,3 +147,33 @@ def test_bad_arguments_are_user_errors():
         iwae_bound(log_joint, q, 5, chunk_size=0)
     with pytest.raises(UserError, match="leading axes"):
         elbo(lambda z: model.log_joint(x, z).sum(0), q, num_samples=5)
+
+
+def test_elbo_of_an_unbatched_q_with_an_event_axis():
+    """q with no batch axes (one x, z in R^d): log_joint's output keeps only the sample axis of z."""
+    model = LinearGaussian.random(3, 4, noise_std=0.5, generator=_gen(30))
+    _, x = model.sample(1, generator=_gen(31))
+    x = x[0]  # [D], no batch
+    est = elbo(lambda z: model.log_joint(x, z), model.posterior(x), num_samples=16, generator=_gen(32))
+    assert est.value.shape == ()
+    torch.testing.assert_close(est.value, model.log_evidence(x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("k, chunk, repeats", [(5, 2, 1), (7, 3, 4), (6, 4, 2)])
+def test_iwae_chunks_draw_exactly_k_samples(k, chunk, repeats):
+    """k not a multiple of the chunk: the last chunk is short, so exactly k draws per repeat are made,
+    and at the exact posterior (every weight p(x)) the bound is log p(x), chunked or not."""
+    model, x, _, log_joint = _problem(26)
+    seen = []
+
+    def counting(z):
+        seen.append(z.shape[1])
+        return log_joint(z)
+
+    post = model.posterior(x)
+    chunked = iwae_bound(counting, post, k, num_samples=repeats, generator=_gen(27), chunk_size=chunk)
+    assert sum(seen) == k and max(seen) <= chunk
+    whole = iwae_bound(log_joint, post, k, num_samples=repeats, generator=_gen(28))
+    torch.testing.assert_close(chunked.value, model.log_evidence(x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(chunked.value, whole.value, rtol=0, atol=1e-10)
+    assert chunked.num_samples == k * repeats
