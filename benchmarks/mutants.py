@@ -113,8 +113,11 @@ LISTED = [  # the issue's mutants: (id, file, exact text, replacement)
 ]
 NOTE = ("Run 1 (issue 15) drew its generated mutants by an earlier rule (a seeded shuffle, since replaced by "
         "sha1(seed:key), which other changes to the code do not reshuffle), so most of them are outside the "
-        "current sample; runs 2-8 ran the issue's mutants and re-ran run 1's survivors after new tests.  The "
-        "rest of the sample waits for a free benchmark lock: the next run goes on where this one stopped.")
+        "current sample; runs 2-8 ran the issue's mutants and re-ran run 1's survivors after new tests.  "
+        "Run 9 ran the rest of the sample; run 10 re-ran its survivors after the tests written for them "
+        "(tests/models/test_schedule_edges.py, test_bound_variances.py, test_work_plans.py; "
+        "tests/prob/test_estimate_edges.py, test_pareto_khat.py, test_units.py and additions to test_kl.py, "
+        "test_montecarlo.py, test_vi.py).")
 # key -> why a surviving mutant cannot change a bound or its error bar (keys as in mutants.json)
 EXPLAINED: dict[str, str] = json.loads((ROOT / "benchmarks" / "mutants_explained.json").read_text())
 
@@ -253,9 +256,14 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(ROOT / f, dest / f)
 
 
+def run_files() -> list[Path]:
+    """benchmarks/results/mutants-run-N.json in the order of N."""
+    return sorted(OUT.glob("mutants-run-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+
+
 def _previous() -> dict[str, dict]:
     """The latest result of every mutant over the runs written so far (benchmarks/results/mutants-run-*)."""
-    runs = sorted(OUT.glob("mutants-run-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    runs = run_files()
     return {m["key"]: m for p in runs for m in json.loads(p.read_text())["mutants"]}
 
 
@@ -331,7 +339,7 @@ def main() -> None:
 
 def write(sample: set[str]) -> None:
     """Merge the runs (the latest result of each mutant) into mutants.json and mutants.md."""
-    runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("mutants-run-*.json"))]
+    runs = [json.loads(p.read_text()) for p in run_files()]
     mutants = sorted(_previous().values(), key=lambda m: (not m.get("listed"), m["file"], m["line"]))
     for m in mutants:
         m["explained"] = EXPLAINED.get(m["key"])
