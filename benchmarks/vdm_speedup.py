@@ -44,8 +44,11 @@ def baseline_src(commit: str, runs: Path) -> Path:
     dest = runs / f"src-{commit}"
     if not (dest / "src" / "lowerbound").is_dir():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True,
-                                 check=True).stdout
+        got = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True)
+        if got.returncode != 0:
+            raise SystemExit(f"vdm_speedup: cannot take src/ of commit {commit} from this checkout's git "
+                             f"history ({got.stderr.decode().strip() or 'git failed'}); pass --baseline.")
+        archive = got.stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest / "src"
 
